@@ -1,0 +1,42 @@
+# `make run` serves the default model at http://127.0.0.1:8000; `make test` runs the suite.
+# Both create .venv and install the pinned requirements first (only when they changed).
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check --quiet
+
+.PHONY: run test lint format model bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(PY) -m app serve
+
+test: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.dev
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+model: $(VENV)/.dev
+	PYTHONPATH=. $(PY) scripts/build_default_model.py --out export.pkl
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,84 @@
+"""Run predictions off the event loop, batching the ones that arrive together.
+
+Decoding and resizing run in a thread pool (Pillow and torch release the GIL),
+so they overlap with inference. Inference runs on one dedicated thread, which
+takes everything queued while it was busy as one batch (up to a maximum): a
+lone request never waits, and under load the forward pass is shared. The event
+loop only moves futures around, so /healthz answers while predictions run.
+"""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from app.images import open_image
+from app.model import Classifier
+
+
+class Predictor:
+    """The app's one path from image bytes to class probabilities."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        max_pixels: int,
+        max_batch: int,
+        max_wait_ms: float,
+        prep_threads: int,
+    ) -> None:
+        self.classifier = classifier
+        self._max_pixels = max_pixels
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_ms / 1000
+        self._prep = ThreadPoolExecutor(prep_threads, thread_name_prefix="prep")
+        self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
+        self._queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
+        self._worker: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._infer, self.classifier.warm_up)
+        self._worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._prep.shutdown(wait=False, cancel_futures=True)
+        self._infer.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, data: bytes) -> torch.Tensor:
+        """Probabilities for one encoded image; raises ApiError for a bad one."""
+        loop = asyncio.get_running_loop()
+        tensor = await loop.run_in_executor(self._prep, self._prepare, data)
+        result: asyncio.Future[torch.Tensor] = loop.create_future()
+        self._queue.put_nowait((tensor, result))
+        return await result
+
+    def _prepare(self, data: bytes) -> torch.Tensor:
+        return self.classifier.preprocess(open_image(data, self._max_pixels))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            if self._max_wait_s > 0 and not self._queue.empty():
+                await asyncio.sleep(self._max_wait_s)  # more are coming: let them join
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            live = [(x, fut) for x, fut in batch if not fut.done()]  # skip cancelled callers
+            if not live:
+                continue
+            try:
+                probs = await loop.run_in_executor(
+                    self._infer, self.classifier.predict_batch, [x for x, _ in live]
+                )
+            except Exception as exc:  # noqa: BLE001 - a failed forward pass fails its batch only
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), row in zip(live, probs, strict=True):
+                if not fut.done():
+                    fut.set_result(row)

@@ -1,0 +1,139 @@
+"""Command line: `python -m app serve` and `python -m app predict PATH_OR_URL...`.
+
+`predict` runs the same intake, fetching and batching code as the server, so
+checking a model here checks what the server will do. It prints one JSON line
+per image and exits 1 if any image failed.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.settings import Settings, SettingsError, load_settings
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+CHUNK = 32  # images in flight at once in `predict`
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = _settings()
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal so
+    # the process dies "by SIGTERM". A drained shutdown is a clean one: exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        log_level=settings.log_level,
+        reload=args.reload,
+        timeout_graceful_shutdown=20,
+    )
+
+
+def expand(inputs: list[str]) -> Iterator[str]:
+    """URLs as they are; directories walked (sorted) for image files."""
+    for item in inputs:
+        path = Path(item)
+        if item.startswith(("http://", "https://")) or not path.is_dir():
+            yield item
+        else:
+            yield from (
+                str(p)
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+
+
+async def _predict_all(settings: Settings, sources: list[str], top_k: int) -> int:
+    from app.batching import Predictor
+    from app.errors import ApiError
+    from app.fetch import Fetcher
+    from app.model import Classifier
+
+    classifier = Classifier.load(settings.model_path, settings.torch_threads)
+    predictor = Predictor(
+        classifier,
+        max_pixels=settings.max_image_pixels,
+        max_batch=settings.microbatch_max_size,
+        max_wait_ms=settings.microbatch_max_wait_ms,
+        prep_threads=settings.torch_threads,
+    )
+    fetcher = Fetcher(
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.url_timeout_s,
+        allow_private=settings.allow_private_urls,
+    )
+    await predictor.start()
+    await fetcher.start()
+
+    async def one(source: str) -> dict:
+        try:
+            if source.startswith(("http://", "https://")):
+                data = await fetcher.fetch(source)
+            else:
+                data = Path(source).read_bytes()
+            probs = await predictor.predict(data)
+        except ApiError as exc:
+            return {"source": source, **exc.body()}
+        except OSError as exc:
+            return {
+                "source": source,
+                "error": {"code": "unreadable", "message": str(exc)},
+            }
+        predictions = classifier.top_k(probs, top_k)
+        return {"source": source, **predictions[0], "predictions": predictions}
+
+    failures = 0
+    try:
+        with tqdm(total=len(sources), file=sys.stderr, disable=len(sources) < 10) as bar:
+            for start in range(0, len(sources), CHUNK):
+                for line in await asyncio.gather(*map(one, sources[start : start + CHUNK])):
+                    failures += "error" in line
+                    print(json.dumps(line), flush=True)
+                    bar.update()
+    finally:
+        await fetcher.close()
+        await predictor.stop()
+    return failures
+
+
+def predict(args: argparse.Namespace) -> None:
+    settings = _settings()
+    sources = list(expand(args.inputs))
+    if not sources:
+        sys.exit("error: no images found")
+    failures = asyncio.run(_predict_all(settings, sources, args.top_k or settings.top_k))
+    sys.exit(1 if failures else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Pounce image classifier.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the web app and API (configured by env)")
+    serve_cmd.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
+    serve_cmd.set_defaults(func=serve)
+    predict_cmd = commands.add_parser("predict", help="classify files, folders or URLs")
+    predict_cmd.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
+    predict_cmd.add_argument("--top-k", type=int, default=None, help="classes per image")
+    predict_cmd.set_defaults(func=predict)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args.func(args)

@@ -1,0 +1,85 @@
+"""One error shape for the whole app, and the handlers that render it.
+
+Every failure a client can cause is raised as `ApiError` and answered as
+`{"error": {"code", "message"}}` with its status. A browser (a request that
+accepts HTML, like the page's plain form posts) gets the same error rendered in
+the page instead. Anything unexpected is logged and answered with a generic 500
+body: never a traceback.
+"""
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger("app")
+
+
+class ApiError(Exception):
+    """A request the app refuses, with the status and stable code to answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "The request is malformed."),
+    404: ("not_found", "There is nothing at this path."),
+    405: ("method_not_allowed", "This path does not accept that method."),
+}
+
+
+def wants_html(request: Request) -> bool:
+    """True for browsers: their form posts and page loads ask for text/html."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def render(request: Request, error: ApiError) -> Response:
+    if wants_html(request):
+        from app.pages import render_page  # the page module renders; this one decides
+
+        return render_page(request, error=error, status_code=error.status)
+    headers = {"Allow": request.scope["allow"]} if "allow" in request.scope else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return render(request, exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405s, in our shape."""
+    assert isinstance(exc, HTTPException)
+    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+    if exc.headers and "Allow" in exc.headers:
+        request.scope["allow"] = exc.headers["Allow"]
+        message = f"This path accepts {exc.headers['Allow']}."
+    return render(request, ApiError(exc.status_code, code, message))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": "Something went wrong on our side.",
+            }
+        },
+        status_code=500,
+    )
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,135 @@
+"""The OpenAPI document, built by Starlette's SchemaGenerator from the route table.
+
+Each endpoint's docstring holds its operation (YAML); the shared response
+shapes live here once, as components.
+"""
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.schemas import SchemaGenerator
+
+_prediction = {
+    "type": "object",
+    "required": ["label", "probability"],
+    "properties": {
+        "label": {"type": "string"},
+        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+_result = {
+    "type": "object",
+    "required": ["label", "probability", "predictions"],
+    "properties": {
+        "label": {"type": "string"},
+        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+        "predictions": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/Prediction"},
+        },
+    },
+}
+_error = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+COMPONENTS = {
+    "schemas": {
+        "Prediction": _prediction,
+        "Result": _result,
+        "Error": _error,
+        "ImageSource": {
+            "type": "object",
+            "description": "Exactly one of `url` or `image`.",
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "description": "An http(s) address of an image.",
+                },
+                "image": {
+                    "type": "string",
+                    "description": "The image file, base64-encoded.",
+                },
+            },
+        },
+        "PredictResponse": {
+            "allOf": [
+                {"$ref": "#/components/schemas/Result"},
+                {
+                    "type": "object",
+                    "required": ["model", "elapsed_ms"],
+                    "properties": {
+                        "model": {
+                            "type": "string",
+                            "description": "The model file's name.",
+                        },
+                        "elapsed_ms": {"type": "number"},
+                    },
+                },
+            ]
+        },
+        "BatchResponse": {
+            "type": "object",
+            "required": ["results", "model", "elapsed_ms"],
+            "properties": {
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Result"},
+                            {"$ref": "#/components/schemas/Error"},
+                        ]
+                    },
+                },
+                "model": {"type": "string"},
+                "elapsed_ms": {"type": "number"},
+            },
+        },
+        "ModelInfo": {
+            "type": "object",
+            "required": ["file", "sha256", "class_count", "classes"],
+            "properties": {
+                "file": {"type": "string"},
+                "sha256": {"type": "string"},
+                "architecture": {"type": "string"},
+                "class_count": {"type": "integer"},
+                "classes": {"type": "array", "items": {"type": "string"}},
+                "input_size": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "nullable": True,
+                },
+                "image_mode": {"type": "string"},
+                "normalization": {
+                    "type": "object",
+                    "nullable": True,
+                    "properties": {
+                        "mean": {"type": "array", "items": {"type": "number"}},
+                        "std": {"type": "array", "items": {"type": "number"}},
+                    },
+                },
+                "fastai_version": {"type": "string"},
+                "torch_version": {"type": "string"},
+            },
+        },
+    }
+}
+
+schemas = SchemaGenerator(
+    {
+        "openapi": "3.0.3",
+        "info": {"title": "Pounce", "version": "1.0.0"},
+        "components": COMPONENTS,
+    }
+)
+
+
+async def openapi_schema(request: Request) -> JSONResponse:
+    return JSONResponse(schemas.get_schema(routes=request.app.routes))

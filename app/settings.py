@@ -1,0 +1,139 @@
+"""Configuration, read only from environment variables (Heroku sets PORT).
+
+Every setting is validated when it is read: a bad value raises `SettingsError`
+with one line naming the variable and what it expects, which the CLI prints
+before exiting. The README's configuration table lists the same variables.
+"""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from starlette.config import Config
+from starlette.datastructures import CommaSeparatedStrings
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the app cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path
+    host: str
+    port: int
+    top_k: int
+    max_upload_mb: float
+    max_image_megapixels: float
+    max_batch_items: int
+    cors_origins: tuple[str, ...]
+    log_level: str
+    web_concurrency: int
+    torch_threads: int
+    microbatch_max_size: int
+    microbatch_max_wait_ms: float
+    allow_private_urls: bool
+    url_timeout_s: float
+    title: str
+    description: str
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_image_pixels(self) -> int:
+        return int(self.max_image_megapixels * 1_000_000)
+
+
+def _number(kind: Callable[[str], T], low: float, high: float | None = None) -> Callable[[str], T]:
+    """A cast that also checks a range, so the error can say what is expected."""
+    bounds = f">= {low}" if high is None else f"between {low} and {high}"
+
+    def cast(text: str) -> T:
+        value = kind(text)
+        if value < low or (high is not None and value > high):
+            raise ValueError(bounds)
+        return value
+
+    cast.expects = f"{'an integer' if kind is int else 'a number'} {bounds}"  # type: ignore[attr-defined]
+    return cast
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def cast(text: str) -> str:
+        if text.lower() not in options:
+            raise ValueError(text)
+        return text.lower()
+
+    cast.expects = "one of " + ", ".join(options)  # type: ignore[attr-defined]
+    return cast
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
+
+
+_flag.expects = "true or false"  # type: ignore[attr-defined]
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting from `environ` (default: the process's)."""
+    config = Config(environ=os.environ if environ is None else environ)
+
+    def get(key: str, cast: Callable[[str], T], default: str) -> T:
+        raw = config(key, default=default)
+        try:
+            return cast(raw)
+        except ValueError:
+            expects = getattr(cast, "expects", "a valid value")
+            raise SettingsError(f"{key}={raw!r} is not valid: expected {expects}") from None
+
+    cores = os.cpu_count() or 1
+    web_concurrency = get("WEB_CONCURRENCY", _number(int, 1, 64), "1")
+    model_path = Path(get("MODEL_PATH", _text, "export.pkl")).expanduser()
+    if not model_path.is_file():
+        raise SettingsError(
+            f"MODEL_PATH={str(model_path)!r} is not valid: expected the path of a fastai "
+            "export.pkl file, and no file is there"
+        )
+    return Settings(
+        model_path=model_path,
+        host=get("HOST", _text, "127.0.0.1"),
+        port=get("PORT", _number(int, 1, 65535), "8000"),
+        top_k=get("TOP_K", _number(int, 1), "5"),
+        max_upload_mb=get("MAX_UPLOAD_MB", _number(float, 0.001), "10"),
+        max_image_megapixels=get("MAX_IMAGE_MEGAPIXELS", _number(float, 0.001), "50"),
+        max_batch_items=get("MAX_BATCH_ITEMS", _number(int, 1, 256), "16"),
+        cors_origins=tuple(get("CORS_ORIGINS", CommaSeparatedStrings, "")),
+        log_level=get("LOG_LEVEL", _choice(*LOG_LEVELS), "info"),
+        web_concurrency=web_concurrency,
+        torch_threads=get(
+            "TORCH_THREADS", _number(int, 1, 256), str(max(1, cores // web_concurrency))
+        ),
+        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "8"),
+        microbatch_max_wait_ms=get("MICROBATCH_MAX_WAIT_MS", _number(float, 0, 1000), "0"),
+        allow_private_urls=get("ALLOW_PRIVATE_URLS", _flag, "false"),
+        url_timeout_s=get("URL_TIMEOUT", _number(float, 0.1, 120), "10"),
+        title=get("TITLE", _text, "Pounce"),
+        description=get(
+            "DESCRIPTION",
+            _text,
+            "What does the model see? Upload a photo or paste a link to one.",
+        ),
+    )

@@ -1,0 +1,66 @@
+"""`python -m app predict`: JSON lines for files, folders and URLs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import CAT_CLASSES, MODEL, ROOT, ImageServer
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PATH": str(MODEL), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_predicts_files_and_walks_folders(
+    tmp_path: Path, chelsea_jpeg: bytes, coffee_png: bytes
+) -> None:
+    (tmp_path / "cat.jpg").write_bytes(chelsea_jpeg)
+    album = tmp_path / "album"
+    (album / "nested").mkdir(parents=True)
+    for index in range(12):
+        (album / "nested" / f"coffee{index:02}.png").write_bytes(coffee_png)
+    (album / "readme.txt").write_text("not an image, and not picked up by the walk")
+
+    run = run_cli("predict", str(tmp_path / "cat.jpg"), str(album), "--top-k", "2")
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(lines) == 13
+    assert lines[0]["source"].endswith("cat.jpg") and lines[0]["label"] in CAT_CLASSES
+    assert all(line["label"] == "espresso" for line in lines[1:])
+    assert [line["source"] for line in lines[1:]] == sorted(line["source"] for line in lines[1:])
+    assert len(lines[0]["predictions"]) == 2
+    assert "13/13" in run.stderr  # the progress bar, on stderr, when there are many
+
+
+def test_failures_are_reported_per_line(tmp_path: Path, image_server: ImageServer) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    run = run_cli(
+        "predict",
+        str(bad),
+        str(tmp_path / "missing.jpg"),
+        image_server.url("/coffee.png"),
+        ALLOW_PRIVATE_URLS="true",
+    )
+    assert run.returncode == 1
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert lines[0]["error"]["code"] == "unsupported_media_type"
+    assert lines[1]["error"]["code"] == "unreadable"
+    assert lines[2]["label"] == "espresso"
+
+
+def test_urls_obey_the_same_safety_rules(image_server: ImageServer) -> None:
+    before = list(image_server.requests)
+    run = run_cli("predict", image_server.url("/coffee.png"))
+    assert run.returncode == 1
+    assert json.loads(run.stdout)["error"]["code"] == "url_not_allowed"
+    assert image_server.requests == before

@@ -1,0 +1,59 @@
+"""Settings come from the environment, and a bad value is named in one line."""
+
+import pytest
+
+from app.settings import SettingsError, load_settings
+from tests.conftest import MODEL
+
+
+def load(**env: str):
+    return load_settings({"MODEL_PATH": str(MODEL), **env})
+
+
+def test_defaults() -> None:
+    settings = load()
+    assert (settings.host, settings.port, settings.top_k) == ("127.0.0.1", 8000, 5)
+    assert settings.max_upload_bytes == 10 * 2**20
+    assert settings.cors_origins == ()
+    assert settings.allow_private_urls is False
+    assert settings.web_concurrency == 1 and settings.log_level == "info"
+
+
+def test_values_are_read_and_cast() -> None:
+    settings = load(
+        PORT="5000",
+        TOP_K="3",
+        MAX_UPLOAD_MB="2.5",
+        CORS_ORIGINS="https://a.example, https://b.example",
+        ALLOW_PRIVATE_URLS="yes",
+        LOG_LEVEL="DEBUG",
+        TITLE="Cougar or not?",
+    )
+    assert settings.port == 5000 and settings.top_k == 3
+    assert settings.max_upload_bytes == int(2.5 * 2**20)
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.allow_private_urls is True and settings.log_level == "debug"
+    assert settings.title == "Cougar or not?"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "0"}, "PORT='0' is not valid: expected an integer between 1 and 65535"),
+        ({"PORT": "http"}, "PORT='http' is not valid: expected an integer between 1 and 65535"),
+        ({"TOP_K": "0"}, "TOP_K='0' is not valid: expected an integer >= 1"),
+        (
+            {"MAX_UPLOAD_MB": "lots"},
+            "MAX_UPLOAD_MB='lots' is not valid: expected a number >= 0.001",
+        ),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not valid: expected one of critical, error"),
+        ({"ALLOW_PRIVATE_URLS": "maybe"}, "ALLOW_PRIVATE_URLS='maybe' is not valid: expected true"),
+        ({"WEB_CONCURRENCY": "-2"}, "WEB_CONCURRENCY='-2' is not valid"),
+        ({"MODEL_PATH": "/no/such/export.pkl"}, "MODEL_PATH='/no/such/export.pkl' is not valid"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(**env)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
