@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check --quiet
 
-.PHONY: run test lint format model bench clean
+.PHONY: run test lint format model container-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ format: $(VENV)/.dev
 
 model: $(VENV)/.dev
 	PYTHONPATH=. $(PY) scripts/build_default_model.py --out export.pkl
+
+# Builds and checks both images and the deploy files (needs root: installs docker.io).
+container-test:
+	bash docker/container-test.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -1,5 +1,6 @@
 """The default model and the fast prediction path, against fastai's own `learn.predict`."""
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -116,8 +117,15 @@ def test_not_a_model_file(tmp_path: Path) -> None:
         Classifier.load(bogus)
 
 
+# The Python the committed export.pkl was built with. Pickles of enums differ
+# between 3.11 patch releases (3.11.2 stores PIL's Resampling by name, 3.11.7 by
+# value), so byte-for-byte equality holds on this version; on others the rebuild
+# must still hold the same model.
+BUILT_WITH_PYTHON = "3.11.7"
+
+
 def test_build_script_reproduces_the_committed_model(tmp_path: Path) -> None:
-    """`make model` is deterministic: rebuilding gives the committed file, byte for byte."""
+    """`make model` is deterministic: rebuilding gives the committed model."""
     out = tmp_path / "export.pkl"
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "build_default_model.py"), "--out", str(out)],
@@ -126,4 +134,14 @@ def test_build_script_reproduces_the_committed_model(tmp_path: Path) -> None:
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         capture_output=True,
     )
-    assert out.read_bytes() == MODEL.read_bytes()
+    if platform.python_version() == BUILT_WITH_PYTHON:
+        assert out.read_bytes() == MODEL.read_bytes()
+    rebuilt, committed = Classifier.load(out), Classifier.load(MODEL)
+    assert rebuilt.labels == committed.labels
+    ignore = {"sha256", "file"}
+    assert {k: v for k, v in rebuilt.metadata().items() if k not in ignore} == {
+        k: v for k, v in committed.metadata().items() if k not in ignore
+    }
+    weights, reference = rebuilt.model.state_dict(), committed.model.state_dict()
+    assert weights.keys() == reference.keys()
+    assert all(torch.equal(weights[k], reference[k]) for k in weights)

