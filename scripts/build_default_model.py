@@ -12,6 +12,7 @@ Run with `make model`. The output is byte-for-byte reproducible.
 
 import argparse
 import hashlib
+import pickle
 import random
 import struct
 import tempfile
@@ -119,7 +120,11 @@ def build(out: Path) -> str:
 
     assert list(dls.vocab) == names, "vocab order must match the weights' class indices"
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, path=".")
-    learn.export(out.resolve())
+    # Plain pickle, not fastai's default cloudpickle: cloudpickle stores some
+    # functions by value, code objects and all, and with them the file paths of
+    # the venv that built it. Plain pickle stores references, so the bytes don't
+    # depend on where the build ran.
+    learn.export(out.resolve(), pickle_module=pickle)
     pin_serialization_id(out)
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
