@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check --quiet
 
-.PHONY: run test lint format model container-test clean
+.PHONY: run test lint format model bench container-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.runtime: requirements.txt | $(PY)
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PIP) -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.bench: requirements-bench.txt $(VENV)/.dev
+	$(PIP) -r requirements-bench.txt
 	touch $@
 
 run: $(VENV)/.runtime
@@ -34,6 +38,11 @@ lint: $(VENV)/.dev
 format: $(VENV)/.dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# Measures this server beside the in-process ceiling, a naive server and LitServe
+# (about 10 minutes); writes docs/benchmarks.md and docs/benchmarks.png.
+bench: $(VENV)/.bench
+	$(PY) -m bench.run
 
 model: $(VENV)/.dev
 	PYTHONPATH=. $(PY) scripts/build_default_model.py --out export.pkl

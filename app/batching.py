@@ -1,10 +1,15 @@
 """Run predictions off the event loop, batching the ones that arrive together.
 
 Decoding and resizing run in a thread pool (Pillow and torch release the GIL),
-so they overlap with inference. Inference runs on one dedicated thread, which
-takes everything queued while it was busy as one batch (up to a maximum): a
-lone request never waits, and under load the forward pass is shared. The event
-loop only moves futures around, so /healthz answers while predictions run.
+so they overlap with inference. Inference runs on its own workers (threads),
+each taking what is queued when it comes free as one batch, up to a maximum: a
+lone request never waits. The event loop only moves futures around, so /healthz
+answers while predictions run.
+
+On a small CPU, independent single-threaded workers beat one multi-threaded
+forward pass, and batching EfficientNet-Lite0 costs more per image than it
+saves (docs/benchmarks.md measures both), so the defaults are one worker per
+core, one torch thread each, batches of one. Both are settings.
 """
 
 import asyncio
@@ -14,6 +19,7 @@ import torch
 
 from app.images import open_image
 from app.model import Classifier
+from app.settings import Settings
 
 
 class Predictor:
@@ -26,6 +32,7 @@ class Predictor:
         max_pixels: int,
         max_batch: int,
         max_wait_ms: float,
+        workers: int,
         prep_threads: int,
     ) -> None:
         self.classifier = classifier
@@ -33,18 +40,30 @@ class Predictor:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
         self._prep = ThreadPoolExecutor(prep_threads, thread_name_prefix="prep")
-        self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
+        self._workers = workers
+        self._infer = ThreadPoolExecutor(workers, thread_name_prefix="infer")
         self._queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
-        self._worker: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    @classmethod
+    def from_settings(cls, classifier: Classifier, settings: Settings) -> "Predictor":
+        return cls(
+            classifier,
+            max_pixels=settings.max_image_pixels,
+            max_batch=settings.microbatch_max_size,
+            max_wait_ms=settings.microbatch_max_wait_ms,
+            workers=settings.inference_workers,
+            prep_threads=settings.prep_threads,
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._infer, self.classifier.warm_up)
-        self._worker = asyncio.create_task(self._run())
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(self._workers)]
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for task in self._tasks:
+            task.cancel()
         self._prep.shutdown(wait=False, cancel_futures=True)
         self._infer.shutdown(wait=False, cancel_futures=True)
 
@@ -57,7 +76,8 @@ class Predictor:
         return await result
 
     def _prepare(self, data: bytes) -> torch.Tensor:
-        return self.classifier.preprocess(open_image(data, self._max_pixels))
+        image = open_image(data, self._max_pixels, self.classifier.draft_size)
+        return self.classifier.preprocess(image)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -69,18 +69,8 @@ async def _predict_all(settings: Settings, sources: list[str], top_k: int) -> in
     from app.model import Classifier
 
     classifier = Classifier.load(settings.model_path, settings.torch_threads)
-    predictor = Predictor(
-        classifier,
-        max_pixels=settings.max_image_pixels,
-        max_batch=settings.microbatch_max_size,
-        max_wait_ms=settings.microbatch_max_wait_ms,
-        prep_threads=settings.torch_threads,
-    )
-    fetcher = Fetcher(
-        max_bytes=settings.max_upload_bytes,
-        timeout_s=settings.url_timeout_s,
-        allow_private=settings.allow_private_urls,
-    )
+    predictor = Predictor.from_settings(classifier, settings)
+    fetcher = Fetcher.from_settings(settings)
     await predictor.start()
     await fetcher.start()
 

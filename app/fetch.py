@@ -16,6 +16,7 @@ import aiohttp
 from yarl import URL
 
 from app.errors import ApiError
+from app.settings import Settings
 
 MAX_REDIRECTS = 3
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -95,6 +96,14 @@ class Fetcher:
             total=timeout_s, sock_connect=min(5.0, timeout_s), sock_read=timeout_s
         )
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Fetcher":
+        return cls(
+            max_bytes=settings.max_upload_bytes,
+            timeout_s=settings.url_timeout_s,
+            allow_private=settings.allow_private_urls,
+        )
 
     async def start(self) -> None:
         resolver = aiohttp.ThreadedResolver() if self.allow_private else PublicOnlyResolver()

@@ -31,8 +31,14 @@ def decode_base64(text: str) -> bytes:
         raise ApiError(400, "invalid_base64", "The `image` field is not valid base64.") from None
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode, check and normalise an uploaded image."""
+def open_image(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+    """Decode, check and normalise an uploaded image.
+
+    With `draft_size`, a JPEG much larger than that is decoded at 1/2, 1/4 or
+    1/8 scale (JPEG's own DCT scaling), never below `draft_size` on its shorter
+    side: a 12 MP phone photo decodes in a fraction of the time and memory, and
+    the model, which sees 224 px, sees nearly the same picture.
+    """
     if not data:
         raise ApiError(400, "empty_file", "The file is empty.")
     try:
@@ -52,6 +58,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             "image_too_large",
             f"The image is {width}x{height} pixels; the limit is {max_pixels / 1e6:g} megapixels.",
         )
+    if draft_size and image.format == "JPEG":
+        image.draft(None, (draft_size, draft_size))
     try:
         image.load()
         image = ImageOps.exif_transpose(image)

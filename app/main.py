@@ -51,25 +51,20 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     except ModelLoadError as exc:
         logger.critical("cannot serve %s: %s", settings.model_path, exc)
         raise ModelLoadError(f"cannot serve {settings.model_path}: {exc}") from None
-    predictor = Predictor(
-        classifier,
-        max_pixels=settings.max_image_pixels,
-        max_batch=settings.microbatch_max_size,
-        max_wait_ms=settings.microbatch_max_wait_ms,
-        prep_threads=settings.torch_threads,
-    )
-    fetcher = Fetcher(
-        max_bytes=settings.max_upload_bytes,
-        timeout_s=settings.url_timeout_s,
-        allow_private=settings.allow_private_urls,
-    )
+    predictor = Predictor.from_settings(classifier, settings)
+    fetcher = Fetcher.from_settings(settings)
     await predictor.start()
     await fetcher.start()
     app.state.predictor = predictor
     app.state.fetcher = fetcher
     app.state.model_info = classifier.metadata()
     app.state.ready = True
-    logger.info("serving %s (%d classes)", settings.model_path, len(classifier.labels))
+    logger.info(
+        "serving %s (%d classes, TorchScript: %s)",
+        settings.model_path,
+        len(classifier.labels),
+        classifier.torchscript,
+    )
     try:
         yield
     finally:

@@ -99,6 +99,10 @@ COMPONENTS = {
                 "file": {"type": "string"},
                 "sha256": {"type": "string"},
                 "architecture": {"type": "string"},
+                "torchscript": {
+                    "type": "boolean",
+                    "description": "Whether the network runs as a frozen TorchScript trace.",
+                },
                 "class_count": {"type": "integer"},
                 "classes": {"type": "array", "items": {"type": "string"}},
                 "input_size": {

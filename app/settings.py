@@ -36,6 +36,8 @@ class Settings:
     log_level: str
     web_concurrency: int
     torch_threads: int
+    inference_workers: int
+    prep_threads: int
     microbatch_max_size: int
     microbatch_max_wait_ms: float
     allow_private_urls: bool
@@ -104,8 +106,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             expects = getattr(cast, "expects", "a valid value")
             raise SettingsError(f"{key}={raw!r} is not valid: expected {expects}") from None
 
-    cores = os.cpu_count() or 1
     web_concurrency = get("WEB_CONCURRENCY", _number(int, 1, 64), "1")
+    cores = max(1, (os.cpu_count() or 1) // web_concurrency)  # this process's share
     model_path = Path(get("MODEL_PATH", _text, "export.pkl")).expanduser()
     if not model_path.is_file():
         raise SettingsError(
@@ -123,10 +125,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cors_origins=tuple(get("CORS_ORIGINS", CommaSeparatedStrings, "")),
         log_level=get("LOG_LEVEL", _choice(*LOG_LEVELS), "info"),
         web_concurrency=web_concurrency,
-        torch_threads=get(
-            "TORCH_THREADS", _number(int, 1, 256), str(max(1, cores // web_concurrency))
-        ),
-        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "8"),
+        torch_threads=get("TORCH_THREADS", _number(int, 1, 256), "1"),
+        inference_workers=get("INFERENCE_WORKERS", _number(int, 1, 64), str(cores)),
+        prep_threads=cores,
+        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "1"),
         microbatch_max_wait_ms=get("MICROBATCH_MAX_WAIT_MS", _number(float, 0, 1000), "0"),
         allow_private_urls=get("ALLOW_PRIVATE_URLS", _flag, "false"),
         url_timeout_s=get("URL_TIMEOUT", _number(float, 0.1, 120), "10"),

@@ -3,11 +3,13 @@
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import skimage.data
 import torch
+from fastai.learner import Learner, load_learner
 from fastai.vision.core import PILImage
 from PIL import Image
 
@@ -18,15 +20,23 @@ from tests.conftest import CAT_CLASSES, MODEL, ROOT, encode
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
-    return Classifier.load(MODEL, threads=2)
+    return Classifier.load(MODEL)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Learner:
+    """fastai's own learner, loaded separately so the fast path can't share its state."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return load_learner(MODEL)
 
 
 def fast_probs(classifier: Classifier, image: Image.Image) -> torch.Tensor:
     return classifier.predict_batch([classifier.preprocess(image)])[0]
 
 
-def fastai_probs(classifier: Classifier, image: Image.Image) -> torch.Tensor:
-    _, _, probs = classifier.learn.predict(PILImage.create(image))
+def fastai_probs(reference: Learner, image: Image.Image) -> torch.Tensor:
+    _, _, probs = reference.predict(PILImage.create(image))
     return probs
 
 
@@ -52,18 +62,25 @@ def rotated_with_exif(image: Image.Image) -> bytes:
     return encode(image.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
 
 
-@pytest.mark.parametrize("name", ["chelsea", "coffee", "astronaut", "rocket", "rotated", "large"])
-def test_fast_path_matches_learn_predict(classifier: Classifier, name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["chelsea", "coffee", "astronaut", "rocket", "rotated", "large", "large-served"]
+)
+def test_fast_path_matches_learn_predict(
+    classifier: Classifier, reference: Learner, name: str
+) -> None:
+    large = Image.fromarray(skimage.data.astronaut()).resize((4000, 3000), Image.BICUBIC)
     if name == "rotated":
         image = open_image(rotated_with_exif(Image.fromarray(skimage.data.chelsea())), 10**8)
     elif name == "large":  # a 12 MP phone-size photo
-        image = Image.fromarray(skimage.data.astronaut()).resize((4000, 3000), Image.BICUBIC)
+        image = large
+    elif name == "large-served":  # the same as a JPEG, decoded the way the server does
+        image = open_image(encode(large, "JPEG"), 10**8, classifier.draft_size)
     else:
         image = Image.fromarray(getattr(skimage.data, name)())
     fast = fast_probs(classifier, image)
-    reference = fastai_probs(classifier, image)
-    assert fast.shape == reference.shape == (1000,)
-    assert torch.allclose(fast, reference, atol=1e-4)
+    expected = fastai_probs(reference, image)
+    assert fast.shape == expected.shape == (1000,)
+    assert torch.allclose(fast, expected, atol=1e-4)
 
 
 def test_batched_equals_one_at_a_time(classifier: Classifier, chelsea, coffee) -> None:
@@ -145,3 +162,17 @@ def test_build_script_reproduces_the_committed_model(tmp_path: Path) -> None:
     weights, reference = rebuilt.model.state_dict(), committed.model.state_dict()
     assert weights.keys() == reference.keys()
     assert all(torch.equal(weights[k], reference[k]) for k in weights)
+
+
+def test_jpeg_draft_decoding_keeps_the_prediction(classifier: Classifier) -> None:
+    """A 12 MP JPEG decoded at reduced scale gives (nearly) the full decode's answer."""
+    photo = encode(
+        Image.fromarray(skimage.data.coffee()).resize((4000, 3000), Image.BICUBIC), "JPEG"
+    )
+    full = open_image(photo, 10**8)
+    drafted = open_image(photo, 10**8, classifier.draft_size)
+    assert classifier.draft_size == 448
+    assert drafted.size == (1000, 750) and full.size == (4000, 3000)
+    full_probs, draft_probs = fast_probs(classifier, full), fast_probs(classifier, drafted)
+    assert int(full_probs.argmax()) == int(draft_probs.argmax())
+    assert float((full_probs - draft_probs).abs().max()) < 0.02
