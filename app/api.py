@@ -7,6 +7,8 @@ asks for text/html) gets the result rendered in the page, a program gets JSON.
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.endpoints import HTTPEndpoint
@@ -56,6 +58,16 @@ async def _form(request: Request, max_files: int) -> FormData:
 
 def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _well_formed(item: object) -> bool:
+    """A batch item's shape: one key, url or image, whose value is a string."""
+    return (
+        isinstance(item, dict)
+        and len(item) == 1
+        and next(iter(item)) in ("url", "image")
+        and isinstance(next(iter(item.values())), str)
+    )
 
 
 def _source_from_json(item: object) -> str | bytes:
@@ -116,6 +128,10 @@ async def _batch_sources(request: Request) -> list[str | bytes]:
             )
         if len(items) > limit:
             raise ApiError(413, "too_many_items", f"A batch holds at most {limit} images.")
+        if not all(_well_formed(item) for item in items):
+            raise ApiError(
+                400, "invalid_item", 'Each item must be {"url": "..."} or {"image": "<base64>"}.'
+            )
         return list(items)
     if kind == "multipart/form-data":
         form = await _form(request, max_files=limit + 1)
@@ -215,7 +231,8 @@ class Predict(HTTPEndpoint):
     async def _respond(self, request: Request) -> Response:
         started = time.perf_counter()
         top_k = _top_k(request)
-        result = await _classify(request, await _single_source(request), top_k)
+        async with _admitted(request):
+            result = await _classify(request, await _single_source(request), top_k)
         result["model"] = request.app.state.predictor.classifier.path.name
         result["elapsed_ms"] = _elapsed_ms(started)
         if wants_html(request):
@@ -260,19 +277,9 @@ async def predict_batch(request: Request) -> JSONResponse:
     """
     started = time.perf_counter()
     top_k = _top_k(request)
-    sources = await _batch_sources(request)
-
-    async def one(item: object) -> dict:
-        try:
-            if isinstance(item, (str, UploadFile)):
-                source = await _source_from_form_value(item)
-            else:
-                source = _source_from_json(item)
-            return await _classify(request, source, top_k)
-        except ApiError as exc:
-            return exc.body()
-
-    results = await asyncio.gather(*(one(item) for item in sources))
+    async with _admitted(request):
+        sources = await _batch_sources(request)
+        results = await asyncio.gather(*(_one_of_batch(request, item, top_k) for item in sources))
     return JSONResponse(
         {
             "results": list(results),
@@ -280,6 +287,26 @@ async def predict_batch(request: Request) -> JSONResponse:
             "elapsed_ms": _elapsed_ms(started),
         }
     )
+
+
+async def _one_of_batch(request: Request, item: object, top_k: int) -> dict:
+    """One batch item's result, or its own error: one bad item fails alone."""
+    try:
+        if isinstance(item, (str, UploadFile)):
+            source = await _source_from_form_value(item)
+        else:
+            source = _source_from_json(item)
+        return await _classify(request, source, top_k)
+    except ApiError as exc:
+        return exc.body()
+
+
+@asynccontextmanager
+async def _admitted(request: Request) -> AsyncIterator[None]:
+    """Hold an admission slot for a prediction request (503 when full)."""
+    async with request.app.state.admission.slot() as waited:
+        request.app.state.metrics.queue_wait.observe(waited)
+        yield
 
 
 async def model_info(request: Request) -> JSONResponse:
@@ -328,5 +355,5 @@ async def readyz(request: Request) -> JSONResponse:
             schema: {$ref: '#/components/schemas/Error'}
     """
     if not request.app.state.ready:
-        raise ApiError(503, "not_ready", "The model is not loaded yet.")
+        raise ApiError(503, "not_ready", "The model is not loaded, or the server is stopping.")
     return JSONResponse({"status": "ready"})

@@ -7,9 +7,9 @@ lone request never waits. The event loop only moves futures around, so /healthz
 answers while predictions run.
 
 On a small CPU, independent single-threaded workers beat one multi-threaded
-forward pass, and batching EfficientNet-Lite0 costs more per image than it
-saves (docs/benchmarks.md measures both), so the defaults are one worker per
-core, one torch thread each, batches of one. Both are settings.
+forward pass, and small batches help over HTTP (docs/benchmarks.md measures
+both), so the defaults are one worker per core, one torch thread each, batches
+of up to 4. All are settings.
 """
 
 import asyncio
@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from app.images import open_image
+from app.metrics import Metrics
 from app.model import Classifier
 from app.settings import Settings
 
@@ -34,19 +35,23 @@ class Predictor:
         max_wait_ms: float,
         workers: int,
         prep_threads: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self.classifier = classifier
         self._max_pixels = max_pixels
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
         self._prep = ThreadPoolExecutor(prep_threads, thread_name_prefix="prep")
+        self._metrics = metrics
         self._workers = workers
         self._infer = ThreadPoolExecutor(workers, thread_name_prefix="infer")
         self._queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
 
     @classmethod
-    def from_settings(cls, classifier: Classifier, settings: Settings) -> "Predictor":
+    def from_settings(
+        cls, classifier: Classifier, settings: Settings, metrics: Metrics | None = None
+    ) -> "Predictor":
         return cls(
             classifier,
             max_pixels=settings.max_image_pixels,
@@ -54,6 +59,7 @@ class Predictor:
             max_wait_ms=settings.microbatch_max_wait_ms,
             workers=settings.inference_workers,
             prep_threads=settings.prep_threads,
+            metrics=metrics,
         )
 
     async def start(self) -> None:
@@ -90,6 +96,7 @@ class Predictor:
             live = [(x, fut) for x, fut in batch if not fut.done()]  # skip cancelled callers
             if not live:
                 continue
+            started = loop.time()
             try:
                 probs = await loop.run_in_executor(
                     self._infer, self.classifier.predict_batch, [x for x, _ in live]
@@ -99,6 +106,9 @@ class Predictor:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            if self._metrics is not None:
+                self._metrics.inference.observe(loop.time() - started)
+                self._metrics.batch_size.observe(len(live))
             for (_, fut), row in zip(live, probs, strict=True):
                 if not fut.done():
                     fut.set_result(row)

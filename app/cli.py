@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from app.logs import logging_config
 from app.settings import Settings, SettingsError, load_settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -43,8 +44,10 @@ def serve(args: argparse.Namespace) -> None:
         port=settings.port,
         workers=settings.web_concurrency,
         log_level=settings.log_level,
+        log_config=logging_config(settings.log_level),
+        access_log=False,  # RequestContext writes the access log, as JSON
         reload=args.reload,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
     )
 
 

@@ -19,14 +19,19 @@ logger = logging.getLogger("app")
 class ApiError(Exception):
     """A request the app refuses, with the status and stable code to answer."""
 
+    headers: dict[str, str] | None = None
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
 
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+    def body(self, request_id: str | None = None) -> dict:
+        error = {"code": self.code, "message": self.message}
+        if request_id is not None:
+            error["request_id"] = request_id
+        return {"error": error}
 
 
 _HTTP_CODES = {
@@ -41,13 +46,22 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
+def request_id(request: Request) -> str | None:
+    """The id RequestContext gave this request."""
+    return getattr(request.state, "request_id", None)
+
+
 def render(request: Request, error: ApiError) -> Response:
+    headers = dict(error.headers or {})
+    if "allow" in request.scope:
+        headers["Allow"] = request.scope["allow"]
     if wants_html(request):
         from app.pages import render_page  # the page module renders; this one decides
 
-        return render_page(request, error=error, status_code=error.status)
-    headers = {"Allow": request.scope["allow"]} if "allow" in request.scope else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+        response = render_page(request, error=error, status_code=error.status)
+        response.headers.update(headers)
+        return response
+    return JSONResponse(error.body(request_id(request)), status_code=error.status, headers=headers)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:

@@ -80,6 +80,9 @@ def check_url(text: str, allow_private: bool) -> URL:
         raise ApiError(400, "invalid_url", "Only http:// and https:// URLs can be fetched.")
     if not url.host:
         raise ApiError(400, "invalid_url", "The URL has no host.")
+    labels = url.host.rstrip(".").split(".")
+    if len(url.host) > 253 or not all(0 < len(label) <= 63 for label in labels):
+        raise ApiError(400, "invalid_url", "The URL's host is not a valid name.")
     literal = _literal_ip(url.host)
     if literal is not None and not allow_private and not is_public(literal):
         raise _refused(url.host)

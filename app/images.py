@@ -10,11 +10,13 @@ import binascii
 import io
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from app.errors import ApiError
 
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+register_heif_opener()  # HEIC/HEIF, what phones send, through pillow-heif
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
 
 # Pillow refuses canvases over twice its own limit while reading the header; our
 # configurable cap is checked right after, before any pixel is decoded.

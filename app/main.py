@@ -4,6 +4,8 @@ Read the route table to see where a request goes.
 """
 
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,10 +18,12 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from app import api, pages
+from app.admission import Admission
 from app.batching import Predictor
 from app.errors import EXCEPTION_HANDLERS
 from app.fetch import Fetcher
-from app.middleware import BodySizeLimit
+from app.metrics import Metrics, metrics
+from app.middleware import BodySizeLimit, RequestContext
 from app.model import Classifier, ModelLoadError
 from app.openapi import openapi_schema
 from app.settings import Settings, load_settings
@@ -33,6 +37,7 @@ routes = [
     Route("/api/model", api.model_info, methods=["GET"], name="model"),
     Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
     Route("/readyz", api.readyz, methods=["GET"], name="readyz"),
+    Route("/metrics", metrics, methods=["GET"], include_in_schema=False, name="metrics"),
     Route("/openapi.json", openapi_schema, include_in_schema=False, name="openapi"),
     Route("/docs", pages.docs, include_in_schema=False, name="docs"),
     Mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="swagger"),
@@ -51,13 +56,21 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     except ModelLoadError as exc:
         logger.critical("cannot serve %s: %s", settings.model_path, exc)
         raise ModelLoadError(f"cannot serve {settings.model_path}: {exc}") from None
-    predictor = Predictor.from_settings(classifier, settings)
+    predictor = Predictor.from_settings(classifier, settings, app.state.metrics)
     fetcher = Fetcher.from_settings(settings)
+    admission = Admission(
+        max_in_flight=settings.max_in_flight,
+        max_queue=settings.max_queue,
+        queue_timeout_s=settings.queue_timeout_s,
+    )
     await predictor.start()
     await fetcher.start()
     app.state.predictor = predictor
     app.state.fetcher = fetcher
+    app.state.admission = admission
     app.state.model_info = classifier.metadata()
+    app.state.metrics.watch(admission, app.state.model_info)
+    drain_on_sigterm(app)
     app.state.ready = True
     logger.info(
         "serving %s (%d classes, TorchScript: %s)",
@@ -73,14 +86,39 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await predictor.stop()
 
 
+def drain_on_sigterm(app: Starlette) -> None:
+    """On SIGTERM, turn readiness to 503 and refuse new predictions with 503,
+    then let uvicorn's own handler drain in-flight requests and exit.
+
+    uvicorn installs its handler before the lifespan runs; this one runs first
+    and hands over to it. Signals belong to the main thread: under a test
+    client (another thread) there is nothing to install.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    uvicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: object) -> None:
+        app.state.ready = False
+        app.state.admission.draining = True
+        logger.info("SIGTERM: draining in-flight requests")
+        if callable(uvicorn_handler):
+            uvicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; settings default to the environment's."""
     settings = settings or load_settings()
     logger.setLevel(settings.log_level.upper())
-    middleware = [Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)]
+    middleware = [
+        Middleware(RequestContext),
+        Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes),
+    ]
     if settings.cors_origins:
         middleware.insert(
-            0,
+            1,
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
@@ -95,5 +133,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     app.state.ready = False
     return app

@@ -35,7 +35,11 @@ _error = {
         "error": {
             "type": "object",
             "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "request_id": {"type": "string"},
+            },
         }
     },
 }
@@ -48,6 +52,9 @@ COMPONENTS = {
         "ImageSource": {
             "type": "object",
             "description": "Exactly one of `url` or `image`.",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": False,
             "properties": {
                 "url": {
                     "type": "string",

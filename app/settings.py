@@ -6,6 +6,7 @@ before exiting. The README's configuration table lists the same variables.
 """
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from starlette.config import Config
 from starlette.datastructures import CommaSeparatedStrings
 
 T = TypeVar("T")
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "static" / "examples"
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -40,10 +43,16 @@ class Settings:
     prep_threads: int
     microbatch_max_size: int
     microbatch_max_wait_ms: float
+    max_in_flight: int
+    max_queue: int
+    queue_timeout_s: float
+    graceful_timeout_s: float
     allow_private_urls: bool
     url_timeout_s: float
     title: str
     description: str
+    accent_color: str
+    examples: tuple[str, ...]
 
     @property
     def max_upload_bytes(self) -> int:
@@ -94,6 +103,25 @@ def _text(text: str) -> str:
     return text
 
 
+def _colour(text: str) -> str:
+    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", text.strip()):
+        raise ValueError(text)
+    return text.strip()
+
+
+_colour.expects = "a hex colour such as #b4461b"  # type: ignore[attr-defined]
+
+
+def _examples(text: str) -> tuple[str, ...]:
+    names = tuple(CommaSeparatedStrings(text))
+    if any(not (EXAMPLES_DIR / name).is_file() or "/" in name for name in names):
+        raise ValueError(text)
+    return names
+
+
+_examples.expects = f"comma-separated image file names in {EXAMPLES_DIR}"  # type: ignore[attr-defined]
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from `environ` (default: the process's)."""
     config = Config(environ=os.environ if environ is None else environ)
@@ -128,8 +156,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         torch_threads=get("TORCH_THREADS", _number(int, 1, 256), "1"),
         inference_workers=get("INFERENCE_WORKERS", _number(int, 1, 64), str(cores)),
         prep_threads=cores,
-        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "1"),
+        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "4"),
         microbatch_max_wait_ms=get("MICROBATCH_MAX_WAIT_MS", _number(float, 0, 1000), "0"),
+        max_in_flight=get("MAX_IN_FLIGHT", _number(int, 1, 10_000), "16"),
+        max_queue=get("MAX_QUEUE", _number(int, 0, 100_000), "64"),
+        queue_timeout_s=get("QUEUE_TIMEOUT", _number(float, 0.1, 600), "10"),
+        graceful_timeout_s=get("GRACEFUL_TIMEOUT", _number(float, 0, 600), "8"),
         allow_private_urls=get("ALLOW_PRIVATE_URLS", _flag, "false"),
         url_timeout_s=get("URL_TIMEOUT", _number(float, 0.1, 120), "10"),
         title=get("TITLE", _text, "Pounce"),
@@ -138,4 +170,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             _text,
             "What does the model see? Upload a photo or paste a link to one.",
         ),
+        accent_color=get("ACCENT_COLOR", _colour, "#b4461b"),
+        examples=get("EXAMPLE_IMAGES", _examples, "cat.jpg,coffee.jpg,rocket.jpg"),
     )

@@ -21,9 +21,10 @@ def upload(data: bytes, name: str = "photo.jpg", kind: str = "image/jpeg") -> di
 def assert_error(response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}
     assert body["error"]["code"] == code
     assert body["error"]["message"]
+    assert body["error"]["request_id"] == response.headers["X-Request-ID"]
 
 
 # --- predictions -----------------------------------------------------------------------
@@ -145,12 +146,18 @@ def test_batch_multipart_keeps_order_and_isolates_errors(
 
 def test_batch_json(client: TestClient, coffee_png: bytes) -> None:
     image = base64.b64encode(coffee_png).decode()
-    items = [{"image": image}, {"url": "gopher://x"}, {"nothing": 1}]
+    items = [{"image": image}, {"url": "gopher://x"}, {"image": "@@@"}]
     response = client.post("/api/predict/batch", json={"items": items})
     results = response.json()["results"]
     assert results[0]["label"] == "espresso"
     assert results[1]["error"]["code"] == "invalid_url"
-    assert results[2]["error"]["code"] == "no_image"
+    assert results[2]["error"]["code"] == "invalid_base64"
+
+
+@pytest.mark.parametrize("item", [{"nothing": 1}, {"url": 7}, {"url": "a", "image": "b"}, "x"])
+def test_batch_json_items_must_be_well_formed(client: TestClient, item: object) -> None:
+    response = client.post("/api/predict/batch", json={"items": [{"url": "http://x"}, item]})
+    assert_error(response, 400, "invalid_item")
 
 
 def test_batch_limits(client: TestClient, coffee_png: bytes) -> None:

@@ -1,0 +1,83 @@
+"""Prometheus metrics, with prometheus-client, one registry per app.
+
+With WEB_CONCURRENCY > 1 each process counts its own requests: scrape each
+process, or run one process per container.
+"""
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.admission import Admission
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "pounce_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "pounce_http_request_duration_seconds",
+            "Time to answer a request, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "pounce_predictions_in_flight", "Prediction requests holding a slot.", registry=r
+        )
+        self.queued = Gauge(
+            "pounce_predictions_queued", "Prediction requests waiting for a slot.", registry=r
+        )
+        self.queue_wait = Histogram(
+            "pounce_queue_wait_seconds",
+            "Time a prediction request waited for a slot.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "pounce_inference_seconds",
+            "Forward-pass time per batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "pounce_batch_size",
+            "Images per forward pass.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.model = Info("pounce_model", "The model being served.", registry=r)
+
+    def watch(self, admission: Admission, model_info: dict) -> None:
+        """Read the gauges from the admission control; describe the model."""
+        self.in_flight.set_function(lambda: admission.in_flight)
+        self.queued.set_function(lambda: admission.waiting)
+        self.model.info(
+            {
+                key: str(model_info[key])
+                for key in ("file", "sha256", "architecture", "class_count", "torchscript")
+            }
+        )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; exempt from admission, like the health checks."""
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

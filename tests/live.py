@@ -1,0 +1,93 @@
+"""Helpers for tests that start a real `python -m app serve` on 127.0.0.1."""
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import MODEL, ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None
+) -> tuple[int, bytes, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, response.read(), headers
+    finally:
+        connection.close()
+
+
+def multipart(data: bytes, count: int = 1) -> tuple[bytes, dict]:
+    boundary = uuid.uuid4().hex
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    body = (part + data + b"\r\n") * count + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Live:
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@contextmanager
+def serve(tmp: Path, **env: str) -> Iterator[Live]:
+    """A server process, ready (its /readyz answered 200), stopped afterwards."""
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=ROOT,
+        env={**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "MODEL_PATH": str(MODEL), **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    live = Live(process, port, log)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if request(port, "GET", "/readyz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(f"server never became ready:\n{log.read_text()}")
+        yield live
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,164 @@
+"""The home page in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+Skipped (with the reason) where no Chromium is installed; .ci/run installs it, so
+in CI these always run. Screenshots land in test-artifacts/.
+"""
+
+import base64
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CAT_CLASSES, ROOT, ImageServer
+from tests.live import Live, serve
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+ARTIFACTS = ROOT / "test-artifacts"
+CAT = ROOT / "static" / "examples" / "cat.jpg"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    # The URL flow fetches from the local image server, so private URLs are allowed here.
+    with serve(tmp_path_factory.mktemp("browser"), ALLOW_PRIVATE_URLS="true") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-features=MediaRouter,OptimizationHints",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live: Live) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.goto(f"http://127.0.0.1:{live.port}/")
+    yield page
+    context.close()
+
+
+def top_label(page) -> str:
+    page.wait_for_selector("#result .top-label", timeout=20_000)
+    return page.inner_text("#result .top-label")
+
+
+def test_upload_shows_bars_with_the_right_label(page) -> None:
+    page.set_input_files("#file", str(CAT))
+    assert top_label(page) in CAT_CLASSES
+    assert page.locator("#result .bars li").count() == 5
+    assert page.is_visible("#preview")
+    assert page.console_errors == []
+
+
+def test_url_flow(page, image_server: ImageServer) -> None:
+    page.fill("#url", image_server.url("/coffee.png"))
+    page.click("#url-form button")
+    assert top_label(page) == "espresso"
+    assert page.console_errors == []
+
+
+def test_drag_and_drop(page) -> None:
+    data = base64.b64encode(CAT.read_bytes()).decode()
+    page.evaluate(
+        """async (data) => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "cat.jpg", {type: "image/jpeg"}));
+            const zone = document.getElementById("drop-zone");
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+        }""",
+        data,
+    )
+    assert top_label(page) in CAT_CLASSES
+
+
+def test_paste(page) -> None:
+    data = base64.b64encode((ROOT / "static" / "examples" / "coffee.jpg").read_bytes()).decode()
+    page.evaluate(
+        """async (data) => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "pasted.jpg", {type: "image/jpeg"}));
+            const event = new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true});
+            document.dispatchEvent(event);
+        }""",
+        data,
+    )
+    assert top_label(page) == "espresso"
+
+
+def test_example_button(page) -> None:
+    page.click("button.example >> nth=1")  # coffee.jpg
+    assert top_label(page) == "espresso"
+
+
+def test_error_flow(page, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    page.set_input_files("#file", str(notes))
+    page.wait_for_selector("#error:not([hidden])", timeout=20_000)
+    message = page.inner_text("#error")
+    assert "unsupported_media_type" in message and "Choose a JPEG" in message
+    assert page.is_hidden("#result")
+    # Chromium logs the refused request itself; nothing else may go wrong.
+    assert all("status of 415" in error for error in page.console_errors), page.console_errors
+
+
+def test_keyboard_opens_the_file_chooser(page) -> None:
+    page.focus("#drop-zone")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(CAT))
+    assert top_label(page) in CAT_CLASSES
+
+
+def test_without_javascript_the_forms_still_work(browser, live: Live) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{live.port}/")
+    assert page.is_visible("button.no-js-only")
+    assert not page.is_visible(".examples")
+    page.set_input_files("#file", str(CAT))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector(".top-label")
+    assert page.inner_text(".top-label") in CAT_CLASSES
+    assert page.url.endswith("/api/predict")
+    context.close()
+
+
+def test_screenshots_desktop_and_phone(browser, live: Live) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, viewport in [("desktop", (1280, 900)), ("phone-360", (360, 740))]:
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{live.port}/")
+        page.set_input_files("#file", str(CAT))
+        top_label(page)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= viewport[0], f"{name}: the page scrolls sideways ({width}px)"
+        page.screenshot(path=str(ARTIFACTS / f"home-{name}.png"), full_page=True)
+        context.close()
