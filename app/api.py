@@ -173,19 +173,10 @@ class Predict(HTTPEndpoint):
         parameters:
           - {name: url, in: query, required: true, schema: {type: string},
              description: The http(s) address of the image.}
-          - {name: top_k, in: query, required: false, schema: {type: integer, minimum: 1},
-             description: How many classes to return (default from TOP_K).}
+          - {$ref: '#/components/parameters/TopK'}
         responses:
-          200:
-            description: The prediction, classes sorted by probability.
-            content:
-              application/json:
-                schema: {$ref: '#/components/schemas/PredictResponse'}
-          default:
-            description: An error.
-            content:
-              application/json:
-                schema: {$ref: '#/components/schemas/Error'}
+          200: {$ref: '#/components/responses/Prediction'}
+          default: {$ref: '#/components/responses/Error'}
         """
         return await self._respond(request)
 
@@ -197,8 +188,7 @@ class Predict(HTTPEndpoint):
           `url`, JSON `{"url": ...}` or JSON `{"image": "<base64>"}`. A browser
           form post (Accept text/html) gets the result rendered in the page.
         parameters:
-          - {name: top_k, in: query, required: false, schema: {type: integer, minimum: 1},
-             description: How many classes to return (default from TOP_K).}
+          - {$ref: '#/components/parameters/TopK'}
         requestBody:
           content:
             multipart/form-data:
@@ -215,16 +205,8 @@ class Predict(HTTPEndpoint):
             application/json:
               schema: {$ref: '#/components/schemas/ImageSource'}
         responses:
-          200:
-            description: The prediction, classes sorted by probability.
-            content:
-              application/json:
-                schema: {$ref: '#/components/schemas/PredictResponse'}
-          default:
-            description: An error.
-            content:
-              application/json:
-                schema: {$ref: '#/components/schemas/Error'}
+          200: {$ref: '#/components/responses/Prediction'}
+          default: {$ref: '#/components/responses/Error'}
         """
         return await self._respond(request)
 
@@ -248,7 +230,7 @@ async def predict_batch(request: Request) -> JSONResponse:
       `{"items": [{"url": ...}, {"image": "<base64>"}]}`. Results come back in
       the same order, each a prediction or an error of its own.
     parameters:
-      - {name: top_k, in: query, required: false, schema: {type: integer, minimum: 1}}
+      - {$ref: '#/components/parameters/TopK'}
     requestBody:
       content:
         multipart/form-data:
@@ -269,11 +251,7 @@ async def predict_batch(request: Request) -> JSONResponse:
         content:
           application/json:
             schema: {$ref: '#/components/schemas/BatchResponse'}
-      default:
-        description: An error with the request as a whole.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/Error'}
+      default: {$ref: '#/components/responses/Error'}
     """
     started = time.perf_counter()
     top_k = _top_k(request)
@@ -348,11 +326,7 @@ async def readyz(request: Request) -> JSONResponse:
         content:
           application/json:
             schema: {type: object, properties: {status: {type: string}}}
-      503:
-        description: Not ready.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/Error'}
+      503: {$ref: '#/components/responses/Error'}
     """
     if not request.app.state.ready:
         raise ApiError(503, "not_ready", "The model is not loaded, or the server is stopping.")

@@ -9,12 +9,12 @@ import base64
 import binascii
 import io
 
+from pi_heif import register_heif_opener
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pillow_heif import register_heif_opener
 
 from app.errors import ApiError
 
-register_heif_opener()  # HEIC/HEIF, what phones send, through pillow-heif
+register_heif_opener()  # HEIC/HEIF, what phones send: pi-heif, libheif's decoder only
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
 FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
 

@@ -44,7 +44,28 @@ _error = {
     },
 }
 
+
+def _json(description: str, schema: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
 COMPONENTS = {
+    "parameters": {
+        "TopK": {
+            "name": "top_k",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "How many classes to return (default from TOP_K).",
+        }
+    },
+    "responses": {
+        "Prediction": _json("The prediction, classes sorted by probability.", "PredictResponse"),
+        "Error": _json("An error.", "Error"),
+    },
     "schemas": {
         "Prediction": _prediction,
         "Result": _result,
@@ -130,7 +151,7 @@ COMPONENTS = {
                 "torch_version": {"type": "string"},
             },
         },
-    }
+    },
 }
 
 schemas = SchemaGenerator(

@@ -203,10 +203,17 @@ def test_openapi_describes_every_endpoint(client: TestClient) -> None:
     predict = schema["paths"]["/api/predict"]
     assert set(predict) == {"get", "post"}
     assert "multipart/form-data" in predict["post"]["requestBody"]["content"]
-    ok = predict["post"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert ok == {"$ref": "#/components/schemas/PredictResponse"}
+    assert predict["post"]["responses"]["200"] == {"$ref": "#/components/responses/Prediction"}
+    prediction = schema["components"]["responses"]["Prediction"]
+    assert prediction["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictResponse"
+    }
     # Every $ref points at a component that exists.
-    components = {f"#/components/schemas/{name}" for name in schema["components"]["schemas"]}
+    components = {
+        f"#/components/{kind}/{name}"
+        for kind, entries in schema["components"].items()
+        for name in entries
+    }
     assert refs(schema) and refs(schema) <= components
 
 

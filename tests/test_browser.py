@@ -128,6 +128,13 @@ def test_error_flow(page, tmp_path: Path) -> None:
     assert all("status of 415" in error for error in page.console_errors), page.console_errors
 
 
+def test_camera_input_for_phones(page) -> None:
+    camera = page.locator("#camera")
+    assert camera.get_attribute("capture") == "environment"
+    assert camera.get_attribute("accept") == "image/*"
+    assert page.is_visible("label[for=camera]")
+
+
 def test_keyboard_opens_the_file_chooser(page) -> None:
     page.focus("#drop-zone")
     with page.expect_file_chooser() as chooser:
