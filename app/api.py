@@ -20,8 +20,6 @@ from app.errors import ApiError, wants_html
 from app.images import decode_base64
 from app.pages import render_page
 
-MAX_JSON_DEPTH = 32
-
 
 def _top_k(request: Request) -> int:
     settings = request.app.state.settings
@@ -33,7 +31,7 @@ def _top_k(request: Request) -> int:
         raise ApiError(
             422,
             "invalid_top_k",
-            f"top_k must be an integer from 1 to {classes}, not {raw!r}.",
+            f"top_k must be an integer from 1 to {classes}, not {raw[:20]!r}.",
         )
     return int(raw)
 
