@@ -40,6 +40,8 @@ RUN --mount=type=bind,source=docker/wheels,target=/wheels \
 #   libraries (90 MB);
 # - torchvision's compiled ops, which can't load beside CPU torch anyway (see
 #   app/torchvision_compat.py);
+# - parts of packages nothing here imports: sympy's physics, statistics and
+#   vector modules, torch.compile's code generator (inductor), sample data;
 # - test suites, type stubs and C/Cython sources shipped in wheels;
 # - bytecode for the thousands of modules serving never imports: it is made
 #   again for just what the app imports while loading and warming the model, so
@@ -70,6 +72,9 @@ RUN apt-get update \
     && rm -f "$site"/torch/lib/lib*test*.so "$site"/torch/lib/libbackend_with_compiler.so \
     && strip --strip-unneeded "$site"/torch/lib/libtorch_cpu.so "$site"/torch/lib/libtorch_python.so \
     && rm -rf "$site"/torchvision/*.so "$site"/torchvision.libs \
+    && rm -rf "$site"/sympy/physics "$site"/sympy/stats "$site"/sympy/vector \
+        "$site"/torch/_inductor/codegen "$site"/matplotlib/mpl-data/sample_data \
+        "$site"/sklearn/datasets/data "$site"/sklearn/datasets/images "$site"/sklearn/datasets/descr \
     && PYTHONPATH=/tmp/probe python -c "import pathlib, app.cli, app.main, uvicorn.main, \
 uvicorn.loops.uvloop, uvicorn.protocols.http.httptools_impl, uvicorn.lifespan.on; \
 app.main.Classifier.load(pathlib.Path('/tmp/probe/export.pkl')).warm_up()" \
