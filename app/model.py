@@ -88,6 +88,10 @@ class Classifier:
         valid = learn.dls.valid
         self._item_tfms = Pipeline(valid.after_item.fs, split_idx=1)
         self._batch_tfms = Pipeline(valid.after_batch.fs, split_idx=1)
+        resize = _find(self._item_tfms, Resize)
+        self.input_size: list[int] | None = list(resize.size) if resize is not None else None
+        # Smallest side worth decoding for this model: twice its input size.
+        self.draft_size = 2 * max(self.input_size) if self.input_size else None
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> "Classifier":
@@ -105,12 +109,6 @@ class Classifier:
         classifier = cls(learn, path, hashlib.sha256(data).hexdigest())
         classifier.compile()
         return classifier
-
-    @property
-    def draft_size(self) -> int | None:
-        """Smallest side worth decoding for this model: twice its input size."""
-        resize = _find(self._item_tfms, Resize)
-        return 2 * max(resize.size) if resize is not None else None
 
     @property
     def image_mode(self) -> str:
@@ -169,7 +167,6 @@ class Classifier:
         ]
 
     def metadata(self) -> dict:
-        resize = _find(self._item_tfms, Resize)
         normalize = _find(self._batch_tfms, Normalize)
         return {
             "file": self.path.name,
@@ -178,7 +175,7 @@ class Classifier:
             "torchscript": self.torchscript,
             "class_count": len(self.labels),
             "classes": self.labels,
-            "input_size": list(resize.size) if resize is not None else None,
+            "input_size": self.input_size,
             "image_mode": self.image_mode,
             "normalization": (
                 {
