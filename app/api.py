@@ -23,7 +23,7 @@ from app.pages import render_page
 
 def _top_k(request: Request) -> int:
     settings = request.app.state.settings
-    classes = len(request.app.state.predictor.classifier.labels)
+    classes = len(request.app.state.predictor.model.labels)
     raw = request.query_params.get("top_k")
     if raw is None:
         return min(settings.top_k, classes)
@@ -150,7 +150,7 @@ async def _classify(request: Request, source: str | bytes, top_k: int) -> dict:
     state = request.app.state
     data = await state.fetcher.fetch(source) if isinstance(source, str) else source
     probs = await state.predictor.predict(data)
-    predictions = state.predictor.classifier.top_k(probs, top_k)
+    predictions = state.predictor.model.top_k(probs, top_k)
     return {
         "label": predictions[0]["label"],
         "probability": predictions[0]["probability"],
@@ -213,7 +213,7 @@ class Predict(HTTPEndpoint):
         top_k = _top_k(request)
         async with _admitted(request):
             result = await _classify(request, await _single_source(request), top_k)
-        result["model"] = request.app.state.predictor.classifier.path.name
+        result["model"] = request.app.state.predictor.model.name
         result["elapsed_ms"] = _elapsed_ms(started)
         if wants_html(request):
             return render_page(request, result=result)
@@ -259,7 +259,7 @@ async def predict_batch(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "results": list(results),
-            "model": request.app.state.predictor.classifier.path.name,
+            "model": request.app.state.predictor.model.name,
             "elapsed_ms": _elapsed_ms(started),
         }
     )

@@ -1,25 +1,26 @@
 """Run predictions off the event loop, batching the ones that arrive together.
 
-Decoding and resizing run in a thread pool (Pillow and torch release the GIL),
-so they overlap with inference. Inference runs on its own workers (threads),
+Decoding and resizing run in a thread pool (Pillow, numpy and ONNX Runtime
+release the GIL), so they overlap with inference. Inference runs on its own workers (threads),
 each taking what is queued when it comes free as one batch, up to a maximum: a
 lone request never waits. The event loop only moves futures around, so /healthz
 answers while predictions run.
 
 On a small CPU, independent single-threaded workers beat one multi-threaded
-forward pass, and small batches help over HTTP (docs/benchmarks.md measures
-both), so the defaults are one worker per core, one torch thread each, batches
-of up to 4. All are settings.
+run, and batching doesn't lower ONNX Runtime's cost per image
+(docs/benchmarks.md measures both), so the defaults are one worker per core,
+one intra-op thread each, batches of up to MICROBATCH_MAX_SIZE. All are
+settings.
 """
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-import torch
+import numpy as np
 
 from app.images import open_image
 from app.metrics import Metrics
-from app.model import Classifier
+from app.model import Model
 from app.settings import Settings
 
 
@@ -28,7 +29,7 @@ class Predictor:
 
     def __init__(
         self,
-        classifier: Classifier,
+        model: Model,
         *,
         max_pixels: int,
         max_batch: int,
@@ -37,23 +38,25 @@ class Predictor:
         prep_threads: int,
         metrics: Metrics | None = None,
     ) -> None:
-        self.classifier = classifier
+        self.model = model
         self._max_pixels = max_pixels
-        self._max_batch = max_batch
+        # Images of different sizes can't share a batch: a model without a fixed input
+        # size runs each on its own.
+        self._max_batch = max_batch if model.input_size else 1
         self._max_wait_s = max_wait_ms / 1000
         self._prep = ThreadPoolExecutor(prep_threads, thread_name_prefix="prep")
         self._metrics = metrics
         self._workers = workers
         self._infer = ThreadPoolExecutor(workers, thread_name_prefix="infer")
-        self._queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
 
     @classmethod
     def from_settings(
-        cls, classifier: Classifier, settings: Settings, metrics: Metrics | None = None
+        cls, model: Model, settings: Settings, metrics: Metrics | None = None
     ) -> "Predictor":
         return cls(
-            classifier,
+            model,
             max_pixels=settings.max_image_pixels,
             max_batch=settings.microbatch_max_size,
             max_wait_ms=settings.microbatch_max_wait_ms,
@@ -64,7 +67,7 @@ class Predictor:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._infer, self.classifier.warm_up)
+        await loop.run_in_executor(self._infer, self.model.warm_up)
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._workers)]
 
     async def stop(self) -> None:
@@ -73,17 +76,17 @@ class Predictor:
         self._prep.shutdown(wait=False, cancel_futures=True)
         self._infer.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, data: bytes) -> torch.Tensor:
+    async def predict(self, data: bytes) -> np.ndarray:
         """Probabilities for one encoded image; raises ApiError for a bad one."""
         loop = asyncio.get_running_loop()
         tensor = await loop.run_in_executor(self._prep, self._prepare, data)
-        result: asyncio.Future[torch.Tensor] = loop.create_future()
+        result: asyncio.Future[np.ndarray] = loop.create_future()
         self._queue.put_nowait((tensor, result))
         return await result
 
-    def _prepare(self, data: bytes) -> torch.Tensor:
-        image = open_image(data, self._max_pixels, self.classifier.draft_size)
-        return self.classifier.preprocess(image)
+    def _prepare(self, data: bytes) -> np.ndarray:
+        image = open_image(data, self._max_pixels, self.model.draft_size)
+        return self.model.preprocess(image)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,7 +102,7 @@ class Predictor:
             started = loop.time()
             try:
                 probs = await loop.run_in_executor(
-                    self._infer, self.classifier.predict_batch, [x for x, _ in live]
+                    self._infer, self.model.predict_batch, [x for x, _ in live]
                 )
             except Exception as exc:  # noqa: BLE001 - a failed forward pass fails its batch only
                 for _, fut in live:

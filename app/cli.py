@@ -1,14 +1,16 @@
-"""Command line: `python -m app serve` and `python -m app predict PATH_OR_URL...`.
+"""Command line: `python -m app serve`, `predict PATH_OR_URL...` and `compile`.
 
 `predict` runs the same intake, fetching and batching code as the server, so
 checking a model here checks what the server will do. It prints one JSON line
-per image and exits 1 if any image failed.
+per image and exits 1 if any image failed. `compile` turns a fastai export
+into the .onnx file the server runs, in a child process (app/compiling.py).
 """
 
 import argparse
 import asyncio
 import json
 import logging
+import logging.config
 import signal
 import sys
 from collections.abc import Iterator
@@ -16,7 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from app.compiling import can_compile, compile_in_child, compiled_model_path, find_compiled
 from app.logs import logging_config
+from app.model import ModelLoadError
 from app.settings import Settings, SettingsError, load_settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -34,6 +38,11 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = _settings()
+    logging.config.dictConfig(logging_config(settings.log_level))
+    try:  # compile once here, before uvicorn starts WEB_CONCURRENCY processes that need it
+        compiled_model_path(settings)
+    except ModelLoadError as exc:
+        sys.exit(f"error: {exc}")
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal so
     # the process dies "by SIGTERM". A drained shutdown is a clean one: exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -67,12 +76,12 @@ def expand(inputs: list[str]) -> Iterator[str]:
 
 async def _predict_all(settings: Settings, sources: list[str], top_k: int) -> int:
     from app.batching import Predictor
+    from app.compiling import load_model
     from app.errors import ApiError
     from app.fetch import Fetcher
-    from app.model import Classifier
 
-    classifier = Classifier.load(settings.model_path, settings.torch_threads)
-    predictor = Predictor.from_settings(classifier, settings)
+    model = load_model(settings)
+    predictor = Predictor.from_settings(model, settings)
     fetcher = Fetcher.from_settings(settings)
     await predictor.start()
     await fetcher.start()
@@ -91,7 +100,7 @@ async def _predict_all(settings: Settings, sources: list[str], top_k: int) -> in
                 "source": source,
                 "error": {"code": "unreadable", "message": str(exc)},
             }
-        predictions = classifier.top_k(probs, top_k)
+        predictions = model.top_k(probs, top_k)
         return {"source": source, **predictions[0], "predictions": predictions}
 
     failures = 0
@@ -117,6 +126,28 @@ def predict(args: argparse.Namespace) -> None:
     sys.exit(1 if failures else 0)
 
 
+def compile_model(args: argparse.Namespace) -> None:
+    source = args.source or _settings().model_path
+    if not source.is_file():
+        sys.exit(f"error: {source}: no such file")
+    if args.check:
+        found = find_compiled(source, _settings().model_cache_dir)
+        if found is None:
+            sys.exit(f"{source} has no compiled model made from it")
+        print(found)
+        return
+    if not can_compile():
+        sys.exit(
+            "error: compiling needs fastai and torch, which aren't installed here: "
+            "`make compile` installs them (requirements-compile.txt)"
+        )
+    out = args.out or source.with_suffix(".onnx")
+    try:
+        compile_in_child(source, out, say=lambda line: print(line, file=sys.stderr))
+    except ModelLoadError as exc:
+        sys.exit(f"error: {exc}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app", description="Pounce image classifier.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +158,21 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
     predict_cmd.add_argument("--top-k", type=int, default=None, help="classes per image")
     predict_cmd.set_defaults(func=predict)
+    compile_cmd = commands.add_parser(
+        "compile", help="compile a fastai export into the .onnx file the server runs"
+    )
+    compile_cmd.add_argument(
+        "source", nargs="?", type=Path, help="the fastai export (default: MODEL_PATH)"
+    )
+    compile_cmd.add_argument(
+        "-o", "--out", type=Path, help="the .onnx file to write (default: beside the source)"
+    )
+    compile_cmd.add_argument(
+        "--check",
+        action="store_true",
+        help="only say whether a compiled file made from the source exists (exit 1 if not)",
+    )
+    compile_cmd.set_defaults(func=compile_model)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args.func(args)

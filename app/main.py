@@ -6,7 +6,7 @@ Read the route table to see where a request goes.
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -20,11 +20,12 @@ from swagger_ui_bundle import swagger_ui_path
 from app import api, pages
 from app.admission import Admission
 from app.batching import Predictor
+from app.compiling import load_model
 from app.errors import EXCEPTION_HANDLERS
 from app.fetch import Fetcher
 from app.metrics import Metrics, metrics
 from app.middleware import BodySizeLimit, RequestContext
-from app.model import Classifier, ModelLoadError
+from app.model import Model, ModelLoadError
 from app.openapi import openapi_schema
 from app.settings import Settings, load_settings
 
@@ -50,13 +51,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Load and warm the model before serving; release everything on the way out."""
     settings: Settings = app.state.settings
     try:
-        classifier = await anyio.to_thread.run_sync(
-            Classifier.load, settings.model_path, settings.torch_threads
-        )
+        model = await anyio.to_thread.run_sync(app.state.load_model, settings)
     except ModelLoadError as exc:
         logger.critical("cannot serve %s: %s", settings.model_path, exc)
         raise ModelLoadError(f"cannot serve {settings.model_path}: {exc}") from None
-    predictor = Predictor.from_settings(classifier, settings, app.state.metrics)
+    predictor = Predictor.from_settings(model, settings, app.state.metrics)
     fetcher = Fetcher.from_settings(settings)
     admission = Admission(
         max_in_flight=settings.max_in_flight,
@@ -68,15 +67,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     app.state.predictor = predictor
     app.state.fetcher = fetcher
     app.state.admission = admission
-    app.state.model_info = classifier.metadata()
+    app.state.model_info = model.metadata()
     app.state.metrics.watch(admission, app.state.model_info)
     drain_on_sigterm(app)
     app.state.ready = True
     logger.info(
-        "serving %s (%d classes, TorchScript: %s)",
-        settings.model_path,
-        len(classifier.labels),
-        classifier.torchscript,
+        "serving %s (%d classes) with %s",
+        model.name,
+        len(model.labels),
+        app.state.model_info["runtime"]["name"],
     )
     try:
         yield
@@ -108,8 +107,11 @@ def drain_on_sigterm(app: Starlette) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; settings default to the environment's."""
+def create_app(
+    settings: Settings | None = None, load: Callable[[Settings], Model] = load_model
+) -> Starlette:
+    """Build the app; settings default to the environment's. `load` gives the model:
+    bench/ passes its TorchScript baseline, to measure it through this same stack."""
     settings = settings or load_settings()
     logger.setLevel(settings.log_level.upper())
     middleware = [
@@ -133,6 +135,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.load_model = load
     app.state.metrics = Metrics()
     app.state.ready = False
     return app

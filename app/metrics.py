@@ -70,8 +70,13 @@ class Metrics:
         self.queued.set_function(lambda: admission.waiting)
         self.model.info(
             {
-                key: str(model_info[key])
-                for key in ("file", "sha256", "architecture", "class_count", "torchscript")
+                "file": model_info["file"],
+                "sha256": model_info["sha256"],
+                "architecture": model_info["architecture"],
+                "class_count": str(model_info["class_count"]),
+                "runtime": f"{model_info['runtime']['name']} {model_info['runtime']['version']}",
+                "source_file": model_info["source"]["file"],
+                "source_sha256": model_info["source"]["sha256"],
             }
         )
 

@@ -122,33 +122,63 @@ COMPONENTS = {
         },
         "ModelInfo": {
             "type": "object",
-            "required": ["file", "sha256", "class_count", "classes"],
+            "required": [
+                "file",
+                "sha256",
+                "runtime",
+                "class_count",
+                "classes",
+                "source",
+                "parity",
+            ],
             "properties": {
-                "file": {"type": "string"},
+                "file": {"type": "string", "description": "The compiled .onnx file served."},
                 "sha256": {"type": "string"},
-                "architecture": {"type": "string"},
-                "torchscript": {
-                    "type": "boolean",
-                    "description": "Whether the network runs as a frozen TorchScript trace.",
+                "runtime": {
+                    "type": "object",
+                    "description": "What runs the compiled graph.",
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
                 },
+                "architecture": {"type": "string"},
                 "class_count": {"type": "integer"},
                 "classes": {"type": "array", "items": {"type": "string"}},
                 "input_size": {
                     "type": "array",
                     "items": {"type": "integer"},
                     "nullable": True,
+                    "description": "(width, height), or null: images keep their own size.",
                 },
                 "image_mode": {"type": "string"},
-                "normalization": {
+                "preprocessing": {
                     "type": "object",
-                    "nullable": True,
+                    "description": "The steps run with Pillow and numpy before the graph.",
+                },
+                "graph": {
+                    "type": "object",
+                    "description": "What the graph does around the network: scaling, "
+                    "normalisation, activation.",
+                },
+                "source": {
+                    "type": "object",
+                    "description": "The fastai export it was compiled from, and the versions "
+                    "that compiled it.",
                     "properties": {
-                        "mean": {"type": "array", "items": {"type": "number"}},
-                        "std": {"type": "array", "items": {"type": "number"}},
+                        "file": {"type": "string"},
+                        "sha256": {"type": "string"},
+                        "fastai_version": {"type": "string"},
+                        "torch_version": {"type": "string"},
                     },
                 },
-                "fastai_version": {"type": "string"},
-                "torch_version": {"type": "string"},
+                "parity": {
+                    "type": "object",
+                    "description": "How closely it matched learn.predict when compiled.",
+                    "properties": {
+                        "images": {"type": "integer"},
+                        "tolerance": {"type": "number"},
+                        "max_abs_diff": {"type": "number"},
+                        "same_top_class": {"type": "integer"},
+                    },
+                },
             },
         },
     },

@@ -29,6 +29,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     model_path: Path
+    model_cache_dir: Path
     host: str
     port: int
     top_k: int
@@ -38,7 +39,8 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     web_concurrency: int
-    torch_threads: int
+    intra_op_threads: int
+    memory_arena: bool
     inference_workers: int
     prep_threads: int
     microbatch_max_size: int
@@ -139,11 +141,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     model_path = Path(get("MODEL_PATH", _text, "export.pkl")).expanduser()
     if not model_path.is_file():
         raise SettingsError(
-            f"MODEL_PATH={str(model_path)!r} is not valid: expected the path of a fastai "
-            "export.pkl file, and no file is there"
+            f"MODEL_PATH={str(model_path)!r} is not valid: expected the path of a compiled "
+            ".onnx file or a fastai export.pkl, and no file is there"
         )
+    cache_home = Path(config("XDG_CACHE_HOME", default="~/.cache")).expanduser()
     return Settings(
         model_path=model_path,
+        model_cache_dir=Path(
+            get("MODEL_CACHE_DIR", _text, str(cache_home / "pounce"))
+        ).expanduser(),
         host=get("HOST", _text, "127.0.0.1"),
         port=get("PORT", _number(int, 1, 65535), "8000"),
         top_k=get("TOP_K", _number(int, 1), "5"),
@@ -153,7 +159,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cors_origins=tuple(get("CORS_ORIGINS", CommaSeparatedStrings, "")),
         log_level=get("LOG_LEVEL", _choice(*LOG_LEVELS), "info"),
         web_concurrency=web_concurrency,
-        torch_threads=get("TORCH_THREADS", _number(int, 1, 256), "1"),
+        intra_op_threads=get("INTRA_OP_THREADS", _number(int, 1, 256), "1"),
+        memory_arena=get("MEMORY_ARENA", _flag, "true"),
         inference_workers=get("INFERENCE_WORKERS", _number(int, 1, 64), str(cores)),
         prep_threads=cores,
         microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "4"),

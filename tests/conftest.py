@@ -8,6 +8,7 @@ guard keeps to show no connection was even attempted.
 
 import io
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -23,9 +24,13 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings, load_settings
+from compiler.torchvision_compat import ensure_torchvision
+
+ensure_torchvision()  # before any test module imports fastai (see compiler/torchvision_compat.py)
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "export.pkl"
+MODEL = ROOT / "export.pkl"  # what MODEL_PATH names by default
+COMPILED = ROOT / "export.onnx"  # what serves it: compiled from it, shipped beside it
 
 # ImageNet-1k's five domestic cat classes.
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
@@ -110,8 +115,19 @@ def coffee_png(coffee: Image.Image) -> bytes:
 # --- apps ----------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True, scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models the tests compile go to a cache of their own, not ~/.cache; the server
+    processes the tests start inherit it."""
+    cache = tmp_path_factory.mktemp("model-cache")
+    os.environ["MODEL_CACHE_DIR"] = str(cache)
+    return cache
+
+
 def make_settings(**env: str) -> Settings:
-    return load_settings({"MODEL_PATH": str(MODEL), **env})
+    return load_settings(
+        {"MODEL_PATH": str(MODEL), "MODEL_CACHE_DIR": os.environ["MODEL_CACHE_DIR"], **env}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -175,7 +175,11 @@ def test_model_metadata(client: TestClient) -> None:
     assert body["class_count"] == len(body["classes"]) == 1000
     assert body["input_size"] == [224, 224]
     assert body["architecture"] == "EfficientNet"
-    assert {"sha256", "file", "fastai_version", "torch_version", "normalization"} <= set(body)
+    assert body["runtime"]["name"] == "onnxruntime" and body["file"] == "export.onnx"
+    assert body["source"]["file"] == "export.pkl" and len(body["source"]["sha256"]) == 64
+    assert {"fastai_version", "torch_version"} <= set(body["source"])
+    assert body["parity"]["max_abs_diff"] <= body["parity"]["tolerance"] == 1e-4
+    assert body["preprocessing"]["steps"][0]["op"] == "resize"
 
 
 def test_health_and_readiness(client: TestClient) -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import CAT_CLASSES, MODEL, ROOT, ImageServer
+from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, ImageServer
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -64,3 +64,16 @@ def test_urls_obey_the_same_safety_rules(image_server: ImageServer) -> None:
     assert run.returncode == 1
     assert json.loads(run.stdout)["error"]["code"] == "url_not_allowed"
     assert image_server.requests == before
+
+
+def test_compile_check_finds_the_shipped_compiled_model(tmp_path: Path) -> None:
+    """`make run` asks this before installing anything more: is there a compiled file
+    made from this export?"""
+    run = run_cli("compile", "--check")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(COMPILED)
+    other = tmp_path / "mine.pkl"
+    other.write_bytes(MODEL.read_bytes() + b"\0")  # another file: no compiled model made from it
+    run = run_cli("compile", "--check", str(other), MODEL_CACHE_DIR=str(tmp_path))
+    assert run.returncode == 1
+    assert run.stderr.strip() == f"{other} has no compiled model made from it"

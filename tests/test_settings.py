@@ -17,6 +17,13 @@ def test_defaults() -> None:
     assert settings.cors_origins == ()
     assert settings.allow_private_urls is False
     assert settings.web_concurrency == 1 and settings.log_level == "info"
+    assert settings.model_cache_dir.name == "pounce"
+
+
+def test_model_cache_dir_follows_xdg_cache_home() -> None:
+    settings = load(XDG_CACHE_HOME="/var/cache/me")
+    assert str(settings.model_cache_dir) == "/var/cache/me/pounce"
+    assert str(load(MODEL_CACHE_DIR="/srv/models").model_cache_dir) == "/srv/models"
 
 
 def test_values_are_read_and_cast() -> None:
@@ -49,6 +56,8 @@ def test_values_are_read_and_cast() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not valid: expected one of critical, error"),
         ({"ALLOW_PRIVATE_URLS": "maybe"}, "ALLOW_PRIVATE_URLS='maybe' is not valid: expected true"),
         ({"WEB_CONCURRENCY": "-2"}, "WEB_CONCURRENCY='-2' is not valid"),
+        ({"INTRA_OP_THREADS": "0"}, "INTRA_OP_THREADS='0' is not valid: expected an integer"),
+        ({"MEMORY_ARENA": "sometimes"}, "MEMORY_ARENA='sometimes' is not valid: expected true"),
         ({"MODEL_PATH": "/no/such/export.pkl"}, "MODEL_PATH='/no/such/export.pkl' is not valid"),
     ],
 )

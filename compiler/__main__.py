@@ -1,0 +1,3 @@
+from compiler.main import main
+
+main()

@@ -1,0 +1,95 @@
+"""`python -m compiler export.pkl -o export.onnx`: read, translate, export, prove, write.
+
+Usually run through `python -m app compile` or by the server itself
+(app/compiling.py), each time in a process of its own.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import fastai
+import onnx
+import torch
+
+from app.model import FORMAT, METADATA_KEY, Model
+from compiler.export import OPSET, activation_name, export_graph
+from compiler.learner import CompileError, read_learner
+from compiler.parity import check_parity
+from compiler.pipeline import translate
+
+
+def _with_info(graph: bytes, info: dict) -> bytes:
+    proto = onnx.load_from_string(graph)
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(info, sort_keys=True)
+    return proto.SerializeToString()
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomically: a reader never sees half a file, and a failed compile leaves none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False) as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, path)
+
+
+def compile_file(source: Path, out: Path, say=print) -> dict:
+    """Compile `source` to `out` and return the metadata written into it."""
+    sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+    learn = read_learner(source)
+    translation = translate(learn)
+    say(
+        f"compiling {source.name}: {type(learn.model).__name__}, {len(learn.dls.vocab)} classes, "
+        f"{translation.preprocessing['mode']} {translation.preprocessing['size']}"
+    )
+    info = {
+        "format": FORMAT,
+        "labels": [str(label) for label in learn.dls.vocab],
+        "preprocessing": translation.preprocessing,
+        "graph": {
+            "input": "uint8 [batch, height, width, channels]",
+            "batch_transforms": translation.batch,
+            "activation": activation_name(learn),
+            "opset": OPSET,
+        },
+        "source": {
+            "file": source.name,
+            "sha256": sha256,
+            "architecture": type(learn.model).__name__,
+            "fastai_version": fastai.__version__,
+            "torch_version": torch.__version__,
+            "training_only_steps_left_out": translation.skipped,
+        },
+        "parity": None,
+    }
+    graph = export_graph(learn, translation)
+    with tempfile.TemporaryDirectory() as tmp:
+        unproven = Path(tmp) / "unproven.onnx"
+        unproven.write_bytes(_with_info(graph, info))
+        info["parity"] = check_parity(learn, translation, Model.load(unproven))
+    parity = info["parity"]
+    say(
+        f"parity with learn.predict: {parity['images']} images, largest difference "
+        f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), same top class "
+        f"on all"
+    )
+    _write(out, _with_info(graph, info))
+    say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m compiler", description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="a fastai export (learn.export())")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
+    args = parser.parse_args(argv)
+    try:
+        compile_file(args.source, args.out, say=lambda line: print(line, file=sys.stderr))
+    except CompileError as exc:
+        sys.exit(f"error: cannot compile {args.source}: {exc}")

@@ -1,0 +1,107 @@
+"""The serving process never imports torch, torchvision or fastai.
+
+The line is held three ways: no serving module imports the compiler or the
+training stack (read from their source); importing every serving module pulls
+none of them in; and a real server process, after loading the model and
+answering a prediction, has none of them in sys.modules, whether it serves
+the shipped compiled file or compiled an export itself (in a child process).
+"""
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CAT_CLASSES, MODEL, ROOT
+from tests.live import multipart, request, serve
+
+TRAINING_STACK = {"torch", "torchvision", "fastai", "fasttransform", "fastcore"}
+NOT_IMPORTED_BY_SERVING = TRAINING_STACK | {"compiler", "onnx"}
+SITE = Path(__file__).resolve().parent / "site"
+SERVING_MODULES = sorted((ROOT / "app").glob("*.py"))
+
+
+def imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", SERVING_MODULES, ids=lambda path: path.name)
+def test_serving_modules_do_not_import_the_compiler(path: Path) -> None:
+    assert not imported_names(path) & NOT_IMPORTED_BY_SERVING
+
+
+def test_importing_all_of_app_imports_no_training_stack() -> None:
+    modules = ", ".join(f"app.{path.stem}" for path in SERVING_MODULES if path.stem != "__main__")
+    script = f"import sys, {modules}; print(' '.join(sorted(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    loaded = {name.split(".")[0] for name in run.stdout.split()}
+    assert run.returncode == 0, run.stderr
+    assert "onnxruntime" in loaded and not loaded & TRAINING_STACK
+
+
+def served_modules(tmp: Path, model_path: Path, photo: bytes, **env: str) -> tuple[set, str]:
+    """What a real server process had imported by the time it exited, after loading
+    `model_path` and answering one prediction; and its log."""
+    record = tmp / "modules"
+    record.mkdir(exist_ok=True)
+    env = {"PYTHONPATH": str(SITE), "POUNCE_TEST_MODULES": str(record), **env}
+    with serve(tmp, MODEL_PATH=str(model_path), **env) as live:
+        body, headers = multipart(photo)
+        status, payload, _ = request(live.port, "POST", "/api/predict", body, headers)
+        assert status == 200 and json.loads(payload)["label"] in CAT_CLASSES
+        assert live.terminate() == 0
+        dump = record / f"{live.process.pid}.json"
+        return {name.split(".")[0] for name in json.loads(dump.read_text())}, live.log.read_text()
+
+
+def test_the_served_process_never_imports_torch(tmp_path: Path, chelsea_jpeg: bytes) -> None:
+    loaded, _ = served_modules(tmp_path, MODEL, chelsea_jpeg)
+    assert "onnxruntime" in loaded and "app" in loaded
+    assert not loaded & TRAINING_STACK
+
+
+def test_an_export_is_compiled_in_a_child_and_cached(tmp_path: Path, chelsea_jpeg: bytes) -> None:
+    """An export.pkl with no compiled file beside it: compiled once, in another process,
+    into MODEL_CACHE_DIR/<sha256>.onnx; the next start serves that file."""
+    source = tmp_path / "mine.pkl"
+    shutil.copy(MODEL, source)
+    cache = tmp_path / "cache"
+    loaded, log = served_modules(tmp_path, source, chelsea_jpeg, MODEL_CACHE_DIR=str(cache))
+    assert not loaded & TRAINING_STACK
+    assert "parity with learn.predict" in log
+    compiled = list(cache.glob("*.onnx"))
+    assert [path.stem for path in compiled] == [hashlib.sha256(source.read_bytes()).hexdigest()]
+    _, log = served_modules(tmp_path, source, chelsea_jpeg, MODEL_CACHE_DIR=str(cache))
+    assert "compiling" not in log
+
+
+def test_without_fastai_an_export_needs_compiling_first(tmp_path: Path) -> None:
+    source = tmp_path / "mine.pkl"
+    shutil.copy(MODEL, source)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SITE),
+        "POUNCE_TEST_BLOCK": "fastai,torch",
+        "MODEL_PATH": str(source),
+        "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "fastai isn't installed here" in lines[0] and "make compile" in lines[0]
+    assert "python -m app compile" in lines[0]

@@ -1,0 +1,182 @@
+"""Compiling fastai exports: parity with learn.predict is proven on every compile,
+for the default model and for learners with other pipelines; what can't be
+compiled exactly is refused with a message that names it and says what to do."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from fastai.vision.all import (
+    CropPad,
+    RandomCrop,
+    RandomResizedCrop,
+    RatioResize,
+    Resize,
+    aug_transforms,
+)
+
+from app.model import METADATA_KEY, Model
+from compiler.learner import CompileError
+from compiler.main import compile_file
+from compiler.parity import TOLERANCE
+from tests.conftest import COMPILED, MODEL, ROOT
+from tests.learners import ONNX_FORM, custom_layer_learner, default_network_learner
+
+
+def quiet_compile(source: Path, out: Path) -> dict:
+    return compile_file(source, out, say=lambda line: None)
+
+
+def proven(info: dict) -> None:
+    parity = info["parity"]
+    assert parity["images"] >= 17 and parity["same_top_class"] == parity["images"]
+    assert parity["tolerance"] == TOLERANCE and parity["max_abs_diff"] <= TOLERANCE
+    assert {"tiny 1x1", "panorama 1200x90", "CMYK", "16-bit", "palette", "12 MP"} <= set(
+        parity["set"]
+    )
+
+
+def graph_and_info(path: Path) -> tuple[bytes, dict]:
+    proto = onnx.load(path)
+    info = json.loads(next(p.value for p in proto.metadata_props if p.key == METADATA_KEY))
+    del proto.metadata_props[:]
+    return proto.SerializeToString(), info
+
+
+def test_shipped_model_matches_a_fresh_compile(tmp_path: Path) -> None:
+    """export.onnx is what compiling export.pkl gives here: the same graph, the same
+    description; the parity figures are re-measured, so only they may differ."""
+    fresh = tmp_path / "export.onnx"
+    proven(quiet_compile(MODEL, fresh))
+    shipped_graph, shipped = graph_and_info(COMPILED)
+    fresh_graph, compiled = graph_and_info(fresh)
+    assert fresh_graph == shipped_graph
+    shipped_parity, fresh_parity = shipped.pop("parity"), compiled.pop("parity")
+    assert compiled == shipped
+    assert shipped_parity["set"] == fresh_parity["set"]
+    assert shipped_parity["max_abs_diff"] <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("name", "item_tfms", "steps"),
+    [
+        ("squish", [Resize(224, method="squish")], [("resize", "squish", "reflection")]),
+        ("pad reflection", [Resize(224, method="pad")], [("resize", "pad", "reflection")]),
+        (
+            "pad zeros",
+            [Resize(224, method="pad", pad_mode="zeros")],
+            [("resize", "pad", "zeros")],
+        ),
+        (
+            "random resized crop",
+            [RandomResizedCrop(224, min_scale=0.35)],
+            [("resize", "squish", "zeros"), ("crop_pad", None, "zeros")],
+        ),
+        (
+            "crop pad then random crop",
+            [CropPad(260, pad_mode="reflection"), RandomCrop(224)],
+            [("crop_pad", None, "reflection"), ("crop_pad", None, "zeros")],
+        ),
+    ],
+)
+def test_pipelines_compile_with_parity(
+    tmp_path: Path, name: str, item_tfms: list, steps: list
+) -> None:
+    info = quiet_compile(default_network_learner(tmp_path, item_tfms), tmp_path / "m.onnx")
+    proven(info)
+    recorded = info["preprocessing"]["steps"]
+    assert [(s["op"], s.get("method"), s["pad_mode"]) for s in recorded] == steps
+    assert info["preprocessing"]["size"] == [224, 224]
+
+
+@pytest.mark.parametrize(
+    ("item_size", "augment", "shrinks"),
+    [
+        (224, aug_transforms(), False),  # the fastai course's usual batch_tfms
+        (460, aug_transforms(size=224), True),  # "presizing": fastai shrinks by area first
+    ],
+)
+def test_aug_transforms_compile_with_parity(
+    tmp_path: Path, item_size: int, augment: list, shrinks: bool
+) -> None:
+    """Lighting is training-only and left out; the affine transforms resample with the
+    identity transform at validation, which the graph does too."""
+    source = default_network_learner(tmp_path, [Resize(item_size)], batch_tfms=augment)
+    info = quiet_compile(source, tmp_path / "m.onnx")
+    proven(info)
+    assert info["source"]["training_only_steps_left_out"] == ["Brightness"]
+    ops = [op["op"] for op in info["graph"]["batch_transforms"]]
+    assert ops == ["divide", "resample", "normalize"]
+    assert info["preprocessing"]["size"] == [item_size, item_size]
+    nodes = onnx.load(tmp_path / "m.onnx").graph.node
+    batch_ops = {node.op_type for node in nodes if node.name.startswith("/batch/")}
+    assert "GridSample" in batch_ops and ("MatMul" in batch_ops) == shrinks
+
+
+def test_untranslatable_step_is_refused_by_name(tmp_path: Path) -> None:
+    source = default_network_learner(tmp_path, [RatioResize(224), Resize(224)])
+    with pytest.raises(CompileError, match=r"validation step RatioResize: .*Nothing is approx"):
+        quiet_compile(source, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def compile_cli(source: Path, out: Path, pythonpath: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    return subprocess.run(
+        [sys.executable, "-m", "app", "compile", str(source), "-o", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_layer_that_will_not_export_is_named_then_fixed(tmp_path: Path) -> None:
+    """The README's path: the error names the layer and the operation; an ONNX form
+    registered in the module that defines the layer makes it compile, with parity."""
+    sys.path.insert(0, str(tmp_path))
+    try:
+        source = custom_layer_learner(tmp_path, "my_layers")
+    finally:
+        sys.path.remove(str(tmp_path))
+    out = tmp_path / "custom.onnx"
+    failed = compile_cli(source, out, pythonpath=tmp_path)
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert "aten::logaddexp" in message and "`1` (LogCosh)" in message
+    assert "symbolic()" in message and "A model that won't compile" in message
+    assert "Torch IR graph" not in failed.stderr and not out.exists()
+
+    with (tmp_path / "my_layers.py").open("a") as module:
+        module.write(ONNX_FORM)
+    fixed = compile_cli(source, out, pythonpath=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "parity with learn.predict: 17 images" in fixed.stderr
+    assert Model.load(out).labels == ["a", "b", "c"]
+
+
+def test_missing_architecture_module_is_named(tmp_path: Path) -> None:
+    """A pickle whose class lives in a module that isn't installed gets a clear error."""
+    module = tmp_path / "vanished_arch.py"
+    module.write_text("import torch\nclass Net(torch.nn.Module):\n    pass\n")
+    script = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import vanished_arch; "
+        "torch.save(vanished_arch.Net(), sys.argv[2])"
+    )
+    target = tmp_path / "export.pkl"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), str(target)], check=True)
+    module.unlink()
+    with pytest.raises(CompileError, match=r"'vanished_arch'.*not installed"):
+        quiet_compile(target, tmp_path / "m.onnx")
+
+
+def test_not_a_fastai_export(tmp_path: Path) -> None:
+    bogus = tmp_path / "export.pkl"
+    bogus.write_bytes(b"definitely not a pickle")
+    with pytest.raises(CompileError, match="not a loadable fastai export"):
+        quiet_compile(bogus, tmp_path / "m.onnx")
