@@ -10,13 +10,20 @@ where it came from and how closely it matched `learn.predict`.
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
-from PIL import Image
+# Since 1.29, ONNX Runtime collects usage telemetry on Linux too, keeps an offline store
+# under ~/.cache/Microsoft and uploads it to Microsoft. A server that classifies other
+# people's photos sends nothing anywhere: this opts out fully, and must be set before
+# onnxruntime starts (it is read once, at initialisation).
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
-from app.preprocess import DescriptionError, Preprocessor
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from app.preprocess import DescriptionError, Preprocessor  # noqa: E402
 
 METADATA_KEY = "pounce"
 FORMAT = 1  # the layout of that metadata; a file of another format is compiled again

@@ -1,4 +1,4 @@
-"""The serving process never imports torch, torchvision or fastai.
+"""The serving process never imports torch, torchvision or fastai (nor phones home).
 
 The line is held three ways: no serving module imports the compiler or the
 training stack (read from their source); importing every serving module pulls
@@ -67,9 +67,11 @@ def served_modules(tmp: Path, model_path: Path, photo: bytes, **env: str) -> tup
 
 
 def test_the_served_process_never_imports_torch(tmp_path: Path, chelsea_jpeg: bytes) -> None:
-    loaded, _ = served_modules(tmp_path, MODEL, chelsea_jpeg)
+    loaded, _ = served_modules(tmp_path, MODEL, chelsea_jpeg, HOME=str(tmp_path))
     assert "onnxruntime" in loaded and "app" in loaded
     assert not loaded & TRAINING_STACK
+    # ONNX Runtime's telemetry is off: it never made its offline store to upload from.
+    assert not (tmp_path / ".cache" / "Microsoft").exists()
 
 
 def test_an_export_is_compiled_in_a_child_and_cached(tmp_path: Path, chelsea_jpeg: bytes) -> None:

@@ -1,9 +1,11 @@
 """Settings come from the environment, and a bad value is named in one line."""
 
+import re
+
 import pytest
 
 from app.settings import SettingsError, load_settings
-from tests.conftest import MODEL
+from tests.conftest import MODEL, ROOT
 
 
 def load(**env: str):
@@ -66,3 +68,39 @@ def test_bad_values_name_the_variable(env: dict, message: str) -> None:
         load(**env)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+class Recording(dict):
+    """An environment that remembers which variables were looked up."""
+
+    def __init__(self, values: dict) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+def settings_read() -> set[str]:
+    environ = Recording({"MODEL_PATH": str(MODEL)})
+    load_settings(environ)
+    return environ.read
+
+
+def test_readme_lists_every_setting() -> None:
+    """The README's configuration table names exactly the variables the app reads."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([A-Z_]+)` \|", table, re.M))
+    assert listed == settings_read() - {"XDG_CACHE_HOME"}
+
+
+def test_compose_defaults_are_the_apps_defaults() -> None:
+    """docker-compose.yml passes each setting through with a fallback; each fallback
+    must be the app's own default, or compose would quietly change it."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    defaults = dict(re.findall(r"^  ([A-Z_]+): \$\{\1:-(.*)\}$", compose, re.M))
+    assert defaults and set(defaults) <= settings_read()
+    for name, value in defaults.items():
+        assert load(**{name: value}) == load(), name
