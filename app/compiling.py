@@ -82,6 +82,7 @@ def compiled_model_path(settings: Settings) -> Path:
     """The .onnx file to serve for MODEL_PATH, compiled first if none matches."""
     source = settings.model_path
     if source.suffix.lower() == ".onnx":
+        Model.load(source)  # a file that can't be served says why now, in one line
         return source
     found = find_compiled(source, settings.model_cache_dir)
     if found is not None:

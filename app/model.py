@@ -83,6 +83,11 @@ class Model:
     @classmethod
     def load(cls, path: Path, threads: int = 1, arena: bool = True) -> "Model":
         try:
+            with path.open("rb"):  # ONNX Runtime would only say "system error number 13"
+                pass
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+        try:
             session = ort.InferenceSession(
                 str(path), session_options(threads, arena), providers=["CPUExecutionProvider"]
             )
