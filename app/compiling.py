@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from app.model import Model, ModelLoadError
+from app.model import Model, ModelLoadError, read_info
 from app.settings import Settings
 
 logger = logging.getLogger("app")
@@ -39,7 +39,7 @@ def find_compiled(source: Path, cache_dir: Path) -> Path | None:
         if not candidate.is_file():
             continue
         try:
-            if Model.load(candidate).source_sha256 == sha256:
+            if read_info(candidate)["source"]["sha256"] == sha256:
                 return candidate
         except ModelLoadError as exc:  # unreadable or of another format: compile afresh
             logger.warning("not using %s: %s", candidate, exc)
@@ -82,7 +82,7 @@ def compiled_model_path(settings: Settings) -> Path:
     """The .onnx file to serve for MODEL_PATH, compiled first if none matches."""
     source = settings.model_path
     if source.suffix.lower() == ".onnx":
-        Model.load(source)  # a file that can't be served says why now, in one line
+        read_info(source)  # a file that can't be served says why now, in one line
         return source
     found = find_compiled(source, settings.model_cache_dir)
     if found is not None:

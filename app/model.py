@@ -19,11 +19,12 @@ from pathlib import Path
 # onnxruntime starts (it is read once, at initialisation).
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
 
-from app.preprocess import DescriptionError, Preprocessor  # noqa: E402
+from app.onnx_metadata import metadata_props
+from app.preprocess import DescriptionError, Preprocessor
 
 METADATA_KEY = "pounce"
 FORMAT = 1  # the layout of that metadata; a file of another format is compiled again
@@ -46,9 +47,15 @@ def session_options(threads: int, arena: bool) -> ort.SessionOptions:
     return options
 
 
-def read_info(session: ort.InferenceSession, path: Path) -> dict:
-    """The compiled file's own description, checked for the parts serving needs."""
-    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+def read_info(path: Path) -> dict:
+    """The compiled file's own description, checked for the parts serving needs,
+    without loading the graph."""
+    try:
+        raw = metadata_props(path).get(METADATA_KEY)
+    except OSError as exc:  # ONNX Runtime would only say "system error number 13"
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ModelLoadError(f"{path} is not an ONNX model") from None
     if raw is None:
         raise ModelLoadError(
             f"{path} has no Pounce metadata: it is an ONNX file, but not one compiled "
@@ -82,18 +89,14 @@ class Model:
 
     @classmethod
     def load(cls, path: Path, threads: int = 1, arena: bool = True) -> "Model":
-        try:
-            with path.open("rb"):  # ONNX Runtime would only say "system error number 13"
-                pass
-        except OSError as exc:
-            raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from None
+        info = read_info(path)
         try:
             session = ort.InferenceSession(
                 str(path), session_options(threads, arena), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors have no common base
             raise ModelLoadError(f"{path} is not a loadable ONNX model: {exc}") from None
-        return cls(session, path, read_info(session, path))
+        return cls(session, path, info)
 
     @property
     def source_sha256(self) -> str:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import skimage.data
 import torch
@@ -15,7 +16,8 @@ from fastai.vision.core import PILImage
 from PIL import Image
 
 from app.images import open_image
-from app.model import Model, ModelLoadError
+from app.model import METADATA_KEY, Model, ModelLoadError
+from app.onnx_metadata import metadata_props
 from compiler.learner import read_learner
 from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, encode
 
@@ -116,8 +118,14 @@ def test_metadata_says_runtime_source_and_parity(model: Model) -> None:
 def test_not_a_model_file(tmp_path: Path) -> None:
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"definitely not a graph")
-    with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
+    with pytest.raises(ModelLoadError, match="is not an ONNX model"):
         Model.load(bogus)
+
+
+def test_metadata_is_read_without_loading_the_graph() -> None:
+    """app/onnx_metadata.py reads what the onnx package reads, with no session."""
+    expected = {entry.key: entry.value for entry in onnx.load(COMPILED).metadata_props}
+    assert metadata_props(COMPILED) == expected and METADATA_KEY in expected
 
 
 def test_an_onnx_file_not_compiled_by_pounce(tmp_path: Path) -> None:
