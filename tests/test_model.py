@@ -179,5 +179,5 @@ def test_build_script_reproduces_the_committed_model(tmp_path: Path, reference: 
 
 def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
     """What ONNX Runtime would call "system error number 13" (or 21) gets its name."""
-    with pytest.raises(ModelLoadError, match="cannot read .*: Is a directory"):
+    with pytest.raises(ModelLoadError, match=r"cannot read .*: Is a directory"):
         Model.load(tmp_path)
