@@ -70,6 +70,16 @@ def _resample(step: object, mode: object) -> str:
     return RESAMPLE_NAMES[int(mode)]
 
 
+def _resize(size: list[int], method: str, pad_mode: str, resample: str) -> dict:
+    return {
+        "op": "resize",
+        "size": size,
+        "method": method,
+        "pad_mode": pad_mode,
+        "resample": resample,
+    }
+
+
 def _always(step: object) -> None:
     """A RandTransform that applies with p < 1 would be random at validation too."""
     if getattr(step, "p", 1.0) != 1.0:
@@ -83,29 +93,14 @@ def item_steps(step: object) -> list[dict]:
         _always(step)
         if step.method not in RESIZE_METHODS or step.pad_mode not in PAD_MODES:
             raise _refuse(step, f"method {step.method!r} with pad mode {step.pad_mode!r}")
-        return [
-            {
-                "op": "resize",
-                "size": _size(step.size),
-                "method": str(step.method),
-                "pad_mode": str(step.pad_mode),
-                "resample": _resample(step, step.mode),
-            }
-        ]
+        resample = _resample(step, step.mode)
+        return [_resize(_size(step.size), str(step.method), str(step.pad_mode), resample)]
     if kind is RandomResizedCrop:
         # At validation: the whole image squished to size + val_xtra, then a centre crop.
         _always(step)
         extra = math.ceil(max(*step.size[:2]) * step.val_xtra / 8) * 8
         final = [int(step.size[0]) + extra, int(step.size[1]) + extra]
-        steps = [
-            {
-                "op": "resize",
-                "size": final,
-                "method": "squish",
-                "pad_mode": "zeros",
-                "resample": _resample(step, step.mode),
-            }
-        ]
+        steps = [_resize(final, "squish", "zeros", _resample(step, step.mode))]
         if extra:
             steps.append({"op": "crop_pad", "size": _size(step.size), "pad_mode": "zeros"})
         return steps
