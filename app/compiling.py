@@ -51,7 +51,7 @@ def compile_in_child(
 ) -> None:
     """Run the compiler in a process of its own, passing on its progress as it comes."""
     with subprocess.Popen(
-        [sys.executable, "-m", "compiler", str(source), "-o", str(out)],
+        [sys.executable, "-m", "compiler", str(source.resolve()), "-o", str(out.resolve())],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
