@@ -1,50 +1,74 @@
-"""The peer: LitServe serving the same network with the same preprocessing.
+"""The peer: LitServe serving the same compiled ONNX model with the same preprocessing.
 
-Decoding and the learner's transforms run in LitServe's decode_request, the
-forward pass in its batched predict, with its documented batching settings
-(max_batch_size, batch_timeout). Benchmark use only.
+Each request is decoded (app.images.open_image, with the model's JPEG draft size) and
+preprocessed (Model.preprocess) in LitServe's decode_request, and run in its batched
+predict (Model.predict_batch), in LitServe's inference worker processes. Its settings
+come from the environment, so bench/run.py can tune it as LitServe's docs advise:
+LITSERVE_WORKERS (workers_per_device), INTRA_OP_THREADS (ONNX Runtime threads per
+worker), LITSERVE_MAX_BATCH_SIZE, LITSERVE_BATCH_TIMEOUT (seconds) and
+LITSERVE_FAST_QUEUE (true: ZMQ between its processes). It never imports torch.
+Benchmark use only.
 """
 
 import os
 from pathlib import Path
 
 import litserve as ls
-import torch
+import numpy as np
 
 from app.images import open_image
-from app.model import Classifier
+from app.model import Model
 
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = 50_000_000  # the app's MAX_IMAGE_MEGAPIXELS default
 
 
-class ClassifierAPI(ls.LitAPI):
+class OnnxAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
-        self.classifier = Classifier.load(Path(os.environ.get("MODEL_PATH", "export.pkl")), 2)
+        threads = int(os.environ.get("INTRA_OP_THREADS", "1"))
+        self.model = Model.load(Path(os.environ["MODEL_PATH"]), threads=threads)
+        self.model.warm_up()
 
-    def decode_request(self, request) -> torch.Tensor:  # no annotation: LitServe reads them
+    def decode_request(self, request) -> np.ndarray:  # no annotation: LitServe reads them
         """LitServe hands a multipart request over as its parsed form."""
         data = request["file"].file.read()
-        return self.classifier.preprocess(open_image(data, MAX_PIXELS))
+        return self.model.preprocess(open_image(data, MAX_PIXELS, self.model.draft_size))
 
-    def batch(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def predict(self, x: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """A list when batching (max_batch_size > 1), one input otherwise."""
+        if self.max_batch_size > 1:
+            return self.model.predict_batch(x)
+        return self.model.predict_batch([x])[0]
+
+    def batch(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return inputs
 
-    def predict(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier.predict_batch(inputs)
-
-    def unbatch(self, output: torch.Tensor) -> list[torch.Tensor]:
+    def unbatch(self, output: np.ndarray) -> list[np.ndarray]:
         return list(output)
 
-    def encode_response(self, probs: torch.Tensor) -> dict:
-        top = self.classifier.top_k(probs, 5)
+    def encode_response(self, probs: np.ndarray) -> dict:
+        top = self.model.top_k(probs, 5)
         return {"label": top[0]["label"], "probability": top[0]["probability"]}
 
 
-if __name__ == "__main__":
-    server = ls.LitServer(
-        ClassifierAPI(max_batch_size=8, batch_timeout=0.01),
-        accelerator="cpu",
-        workers_per_device=1,
-        timeout=60,
+def main() -> None:
+    api = OnnxAPI(
+        max_batch_size=int(os.environ.get("LITSERVE_MAX_BATCH_SIZE", "1")),
+        batch_timeout=float(os.environ.get("LITSERVE_BATCH_TIMEOUT", "0")),
     )
-    server.run(port=int(os.environ["PORT"]), host="127.0.0.1", generate_client_file=False)
+    server = ls.LitServer(
+        api,
+        accelerator="cpu",
+        workers_per_device=int(os.environ.get("LITSERVE_WORKERS", "1")),
+        timeout=60,
+        fast_queue=os.environ.get("LITSERVE_FAST_QUEUE") == "true",
+    )
+    server.run(
+        host="127.0.0.1",
+        port=int(os.environ["PORT"]),
+        log_level="warning",
+        generate_client_file=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ a time. Benchmark use only.
 
 import os
 
-from app.torchvision_compat import ensure_torchvision
+from compiler.torchvision_compat import ensure_torchvision
 
 ensure_torchvision()
 

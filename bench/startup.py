@@ -1,6 +1,7 @@
 """What one serving process's start-up time and memory go to, step by step.
 
-Run as its own process by bench/run.py (python -m bench.startup); prints JSON.
+Run as its own process by bench/run.py (python -m bench.startup), from the
+repository root with the app's default settings; prints JSON.
 """
 
 import json
@@ -23,23 +24,22 @@ def main() -> None:
         steps.append({"step": name, "rss_mb": round(rss_mb()), "s": time.perf_counter() - started})
 
     mark("python")
-    import torch  # noqa: F401
+    import numpy  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import PIL.Image  # noqa: F401
 
-    mark("import torch")
-    from app.torchvision_compat import ensure_torchvision
+    mark("import onnxruntime, numpy, Pillow")
+    import uvicorn  # noqa: F401
 
-    ensure_torchvision()
-    mark("import torchvision")
-    import fastai.learner
-    import fastai.vision.core  # noqa: F401
+    import app.main  # noqa: F401
 
-    mark("import fastai (pandas, matplotlib, ...)")
-    import app.main
+    mark("import the app (starlette, uvicorn, aiohttp, ...)")
+    from app.compiling import load_model
+    from app.settings import load_settings
 
-    mark("import the app (starlette, aiohttp, ...)")
-    classifier = app.main.Classifier.load(Path("export.pkl"))
-    mark("unpickle the learner, TorchScript trace")
-    classifier.warm_up()
+    model = load_model(load_settings())
+    mark("find the compiled model, load it into ONNX Runtime")
+    model.warm_up()
     mark("warm-up prediction")
     print(json.dumps(steps))
 

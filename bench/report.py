@@ -1,0 +1,260 @@
+"""docs/benchmarks.md and docs/benchmarks.png, written from one run's Results.
+
+The page leads with the targets, each met or missed and by how much, then the
+tables they come from; bench/notes.py writes its "How to read this" section.
+"""
+
+import math
+from pathlib import Path
+
+from bench.ceiling import BATCHES
+from bench.load import LoadResult
+from bench.notes import notes
+from bench.results import CONCURRENCY, LOAD_PHOTO, SOAK_REQUESTS, TUNING_CONCURRENCY, Results
+
+C = TUNING_CONCURRENCY
+MAX_RSS_MB = 256
+MAX_READY_S = 2.0
+
+
+def verdict(ok: bool, shortfall: str) -> str:
+    return "met" if ok else f"**missed** by {shortfall}"
+
+
+def times(ours: float, theirs: float) -> float:
+    """ours / theirs, infinite when theirs answered nothing (a short run of a slow server)."""
+    return ours / theirs if theirs else math.inf
+
+
+def short_of(measured: float, reference: float, factor: float) -> str:
+    """How far a throughput falls below `factor` times a reference."""
+    return (
+        f"{factor - times(measured, reference):.2f}x "
+        f"({factor * reference - measured:.1f} img/s short of {factor:g}x)"
+    )
+
+
+def against(name: str, ours: LoadResult, theirs: LoadResult, factor: float) -> str:
+    """A target row: at least `factor` times a server's throughput and a p99 no worse."""
+    ratio = times(ours.throughput, theirs.throughput)
+    misses = [short_of(ours.throughput, theirs.throughput, factor)] if ratio < factor else []
+    if ours.p99_ms > theirs.p99_ms:
+        misses.append(f"a p99 {ours.p99_ms - theirs.p99_ms:.0f} ms worse")
+    return (
+        f"| ≥ {factor:g}x {name} at c={C}, p99 no worse | {ours.throughput:.1f} vs "
+        f"{theirs.throughput:.1f} img/s = {ratio:.2f}x; p99 {ours.p99_ms:.0f} vs "
+        f"{theirs.p99_ms:.0f} ms | {verdict(not misses, ' and '.join(misses))} |"
+    )
+
+
+def targets(r: Results) -> list[str]:
+    pounce = r.runs["pounce"]
+    ours = pounce.tuned
+    baseline = r.runs["torchscript"].tuned
+    ratio = times(ours.throughput, baseline.throughput)
+    share = ours.throughput / r.ceiling.with_decoding
+    rss, ready = pounce.rss_after_mb, pounce.cold_start_s
+    soaked = pounce.requests >= SOAK_REQUESTS
+    rss_miss = f"{rss - MAX_RSS_MB:.0f} MB" if soaked else f"only {pounce.requests} requests sent"
+    return [
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| throughput at c={C} ≥ 2x the TorchScript baseline | {ours.throughput:.1f} vs "
+        f"{baseline.throughput:.1f} img/s = {ratio:.2f}x | "
+        f"{verdict(ratio >= 2, short_of(ours.throughput, baseline.throughput, 2))} |",
+        f"| throughput at c={C} ≥ 80% of the ONNX in-process ceiling with decoding | "
+        f"{ours.throughput:.1f} vs {r.ceiling.with_decoding:.1f} img/s = {share:.0%} | "
+        f"{verdict(share >= 0.8, f'{80 - 100 * share:.0f} percentage points')} |",
+        against(
+            f"the best LitServe setting ({r.runs['litserve'].setting}) on the same ONNX model",
+            ours,
+            r.runs["litserve"].tuned,
+            1.3,
+        ),
+        against("the naive server", ours, r.runs["naive"].tuned, 3),
+        f"| one Pounce process ≤ {MAX_RSS_MB} MB RSS after {SOAK_REQUESTS:,} requests | "
+        f"{rss:.0f} MB after {pounce.requests:,} (when ready: {pounce.rss_ready_mb:.0f} MB) | "
+        f"{verdict(soaked and rss <= MAX_RSS_MB, rss_miss)} |",
+        f"| ready ≤ {MAX_READY_S:g} s (process start to /readyz 200) | {ready:.2f} s | "
+        f"{verdict(ready <= MAX_READY_S, f'{ready - MAX_READY_S:.2f} s')} |",
+    ]
+
+
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def load_table(labels: list[str], rows: list[tuple[list[str], LoadResult]]) -> list[str]:
+    """Throughput, latency, errors and memory of wrk runs, one row each."""
+    head = [*labels, "img/s", "p50 ms", "p95 ms", "p99 ms", "errors", "peak RSS MB"]
+    head.append("wrk CPU: % of a core (of the machine)")
+    return table(
+        head,
+        [
+            [
+                *cells,
+                f"{r.throughput:.1f}",
+                f"{r.p50_ms:.0f}",
+                f"{r.p95_ms:.0f}",
+                f"{r.p99_ms:.0f}",
+                str(r.errors),
+                f"{r.peak_rss_mb:.0f}",
+                f"{r.wrk_core_pct:.1f}% ({r.wrk_machine_pct:.1f}%)",
+            ]
+            for cells, r in rows
+        ],
+    )
+
+
+def concurrency(r: Results) -> list[str]:
+    rows = [([name, str(c)], run.loads[c]) for name, run in r.runs.items() for c in CONCURRENCY]
+    return load_table(["server", "c"], rows)
+
+
+def single_images(r: Results) -> list[str]:
+    names = list(r.runs)
+    head = ["photo", "size", "in-process: decode + preprocess ms", "in-process: one image ms"]
+    rows = [
+        [
+            photo,
+            f"{size // 1024} KB",
+            f"{r.ceiling.decode_ms[photo]:.1f}",
+            f"{r.ceiling.single_ms[photo]:.1f}",
+            *(f"{r.runs[name].single[photo].p50_ms:.1f}" for name in names),
+        ]
+        for photo, size in r.photo_sizes.items()
+    ]
+    return table(head + [f"{name} p50 ms" for name in names], rows)
+
+
+def memory(r: Results) -> list[str]:
+    head = ["server", "setting", "ready s", "RSS when ready MB", "RSS after its requests MB"]
+    rows = [
+        [
+            run.name,
+            run.setting,
+            f"{run.cold_start_s:.2f}",
+            f"{run.rss_ready_mb:.0f}",
+            f"{run.rss_after_mb:.0f}",
+            f"{run.requests:,}",
+        ]
+        for run in r.runs.values()
+    ]
+    steps = [[step["step"], f"{step['s']:.2f}", str(step["rss_mb"])] for step in r.startup]
+    return [
+        *table([*head, "requests"], rows),
+        "",
+        "What one Pounce process's start-up goes to, step by step in a fresh process:",
+        "",
+        *table(["step", "seconds (cumulative)", "RSS MB (cumulative)"], steps),
+    ]
+
+
+def ceiling(r: Results) -> list[str]:
+    ceil = r.ceiling
+    streams, threads, batch = ceil.best
+    pairs = sorted({(s, t) for s, t, _ in ceil.forward})
+    rows = [[f"{s} x {t}", *(f"{ceil.forward[(s, t, b)]:.1f}" for b in BATCHES)] for s, t in pairs]
+    return [
+        f"Best setting: {streams} parallel stream(s) of {threads} intra-op thread(s), batch "
+        f"{batch}: {ceil.forward_best:.1f} img/s for the forward pass alone, "
+        f"{ceil.with_decoding:.1f} img/s with each stream also decoding and preprocessing "
+        f"the {LOAD_PHOTO} photo.",
+        "",
+        *table(["streams x intra-op threads", *(f"batch {b} img/s" for b in BATCHES)], rows),
+    ]
+
+
+def tuning(r: Results) -> list[str]:
+    best = r.best_litserve
+    litserve = [
+        ([f"**{v.setting}** (best)" if v is best else v.setting], v.result) for v in r.litserve
+    ]
+    pounce = [([f"**{r.pounce_defaults}** (the defaults)"], r.runs["pounce"].tuned)]
+    pounce += [([v.setting], v.result) for v in r.pounce]
+    return [
+        f"## LitServe's settings at c={C}",
+        "",
+        "Each in a fresh server; the best one is measured at every concurrency above and is "
+        "the one the targets compare against.",
+        "",
+        *load_table(["setting"], litserve),
+        "",
+        f"## Choosing Pounce's defaults at c={C}",
+        "",
+        f"Each in a fresh server, except the defaults (their c={C} run above). Peak RSS is the "
+        "whole process tree's (with WEB_CONCURRENCY=2: uvicorn's supervisor and both workers).",
+        "",
+        *load_table(["setting"], pounce),
+    ]
+
+
+def markdown(r: Results) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {r.when}: {r.machine}; {r.versions}. Every server ran "
+        "alone on this machine, one after another, over real HTTP on 127.0.0.1, loaded by wrk "
+        f"(on the same cores) with the same photos; concurrency sweeps send the {LOAD_PHOTO} "
+        f"photo ({r.photo_sizes[LOAD_PHOTO] // 1024} KB JPEG).",
+        "",
+        "## Targets",
+        "",
+        *targets(r),
+        "",
+        f"## Throughput and latency by concurrency ({LOAD_PHOTO} photo)",
+        "",
+        *concurrency(r),
+        "",
+        "![throughput and p99 by concurrency](benchmarks.png)",
+        "",
+        "## One image at a time (c=1), by photo",
+        "",
+        *single_images(r),
+        "",
+        "## Start-up and memory",
+        "",
+        *memory(r),
+        "",
+        "## ONNX in-process ceiling (no HTTP)",
+        "",
+        *ceiling(r),
+        "",
+        *tuning(r),
+        "",
+        notes(r),
+    ]
+    return "\n".join(lines)
+
+
+def plot(r: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, run in r.runs.items():
+        cs = list(run.loads)
+        left.plot(cs, [run.loads[c].throughput for c in cs], marker="o", label=name)
+        right.plot(cs, [run.loads[c].p99_ms for c in cs], marker="o", label=name)
+    for axis, title in ((left, "throughput (images/s)"), (right, "p99 latency (ms)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(list(CONCURRENCY), [str(c) for c in CONCURRENCY])
+        axis.set_xlabel("concurrent connections")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    right.set_yscale("log")
+    left.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(r: Results, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(exist_ok=True)
+    page, image = folder / "benchmarks.md", folder / "benchmarks.png"
+    page.write_text(markdown(r))
+    plot(r, image)
+    return page, image

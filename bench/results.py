@@ -1,0 +1,86 @@
+"""What one benchmark run measured: the records bench/run.py fills and bench/report.py writes."""
+
+from dataclasses import dataclass, field
+
+from bench.ceiling import Ceiling
+from bench.load import LoadResult
+
+CONCURRENCY = (1, 4, 16, 64)
+LOAD_PHOTO = "2mp"  # the photo every concurrency sweep sends
+TUNING_CONCURRENCY = 16  # where settings are compared, and the targets measured
+SOAK_REQUESTS = 2000  # Pounce's memory is read after at least this many requests
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each measurement runs, and how many requests it may send."""
+
+    seconds: int  # per concurrency point
+    requests: int  # per concurrency point
+    single_seconds: int  # per photo at c=1
+    single_requests: int
+    ceiling_seconds: float  # per in-process setting
+
+
+FULL = Budget(seconds=15, requests=3000, single_seconds=5, single_requests=200, ceiling_seconds=3)
+QUICK = Budget(seconds=3, requests=600, single_seconds=2, single_requests=60, ceiling_seconds=1)
+
+
+@dataclass
+class ServerRun:
+    """One server measured through the whole sweep."""
+
+    name: str
+    setting: str  # its settings in words
+    cold_start_s: float
+    rss_ready_mb: float
+    single: dict[str, LoadResult] = field(default_factory=dict)  # c=1, per photo
+    loads: dict[int, LoadResult] = field(default_factory=dict)  # per concurrency
+    requests: int = 0  # answered with a status below 400, over its whole life
+    rss_after_mb: float = 0.0
+
+    @property
+    def tuned(self) -> LoadResult:
+        return self.loads[TUNING_CONCURRENCY]
+
+
+@dataclass
+class Variant:
+    """One setting of a server, measured at TUNING_CONCURRENCY in a fresh process."""
+
+    setting: str
+    env: dict[str, str]
+    result: LoadResult
+
+
+def fastest(variants: list[Variant]) -> Variant:
+    return max(variants, key=lambda variant: variant.result.throughput)
+
+
+@dataclass
+class Results:
+    """Everything the page shows, so writing it needs nothing else."""
+
+    when: str
+    machine: str
+    versions: str
+    wrk_version: str
+    budget: Budget
+    photo_sizes: dict[str, int]  # bytes per photo
+    startup: list[dict]
+    ceiling: Ceiling
+    runs: dict[str, ServerRun]
+    litserve: list[Variant]  # every LitServe setting tried
+    pounce: list[Variant]  # Pounce's settings beside its defaults
+    pounce_defaults: str
+
+    def all_loads(self) -> list[LoadResult]:
+        """Every wrk run, for the load generator's own CPU use."""
+        loads = [
+            r for run in self.runs.values() for r in (*run.single.values(), *run.loads.values())
+        ]
+        return loads + [v.result for v in (*self.litserve, *self.pounce)]
+
+    @property
+    def best_litserve(self) -> Variant:
+        return fastest(self.litserve)
