@@ -5,19 +5,18 @@ asks for text/html) gets the result rendered in the page, a program gets JSON.
 """
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 from starlette.endpoints import HTTPEndpoint
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.disconnect import until_disconnect
 from app.errors import ApiError, wants_html
-from app.images import decode_base64
+from app.intake import batch_sources, single_source, source_from_form_value, source_from_json
 from app.pages import render_page
 
 
@@ -36,126 +35,29 @@ def _top_k(request: Request) -> int:
     return int(raw)
 
 
-async def _json_body(request: Request) -> dict:
-    body = await request.body()
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "The JSON body must be an object.")
-    return data
+async def _image_bytes(request: Request, source: str | bytes) -> bytes:
+    """The image itself: fetched when it is a URL, its bytes counted against the
+    request's share of the upload budget. No prediction slot is held meanwhile."""
+    if isinstance(source, bytes):
+        return source
+    return await request.app.state.fetcher.fetch(source, request.state.reservation)
 
 
-async def _form(request: Request, max_files: int) -> FormData:
-    try:
-        return await request.form(max_files=max_files, max_fields=max_files + 8)
-    except HTTPException as exc:  # Starlette's answer to a malformed or oversized form
-        raise ApiError(400, "invalid_form", f"The form data was refused: {exc.detail}") from None
-
-
-def _content_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-def _well_formed(item: object) -> bool:
-    """A batch item's shape: one key, url or image, whose value is a string."""
-    return (
-        isinstance(item, dict)
-        and len(item) == 1
-        and next(iter(item)) in ("url", "image")
-        and isinstance(next(iter(item.values())), str)
-    )
-
-
-def _source_from_json(item: object) -> str | bytes:
-    """A JSON object naming one image: {"url": ...} or {"image": <base64>}."""
-    if not isinstance(item, dict) or len({"url", "image"} & item.keys()) != 1:
-        raise ApiError(400, "no_image", 'Send exactly one of "url" or "image" (base64).')
-    if "url" in item:
-        if not isinstance(item["url"], str):
-            raise ApiError(400, "invalid_url", '"url" must be a string.')
-        return item["url"]
-    if not isinstance(item["image"], str):
-        raise ApiError(400, "invalid_base64", '"image" must be a base64 string.')
-    return decode_base64(item["image"])
-
-
-async def _source_from_form_value(value: str | UploadFile) -> str | bytes:
-    if isinstance(value, UploadFile):
-        return await value.read()
-    return value
-
-
-async def _single_source(request: Request) -> str | bytes:
-    """The one image a predict request names, from whichever body it sent."""
-    if request.method == "GET":
-        url = request.query_params.get("url")
-        if not url:
-            raise ApiError(400, "no_image", "Pass the image's address as ?url=...")
-        return url
-    kind = _content_type(request)
-    if kind == "application/json":
-        return _source_from_json(await _json_body(request))
-    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await _form(request, max_files=1)
-        upload = form.get("file")
-        if isinstance(upload, UploadFile) and (upload.filename or upload.size):
-            return await upload.read()
-        url = form.get("url")
-        if isinstance(url, str) and url.strip():
-            return url
-        raise ApiError(400, "no_image", 'Send an image file in the "file" field, or a "url".')
-    raise ApiError(
-        415,
-        "unsupported_content_type",
-        "Send multipart/form-data (a file), or JSON with a url or a base64 image.",
-    )
-
-
-async def _batch_sources(request: Request) -> list[str | bytes]:
-    limit = request.app.state.settings.max_batch_items
-    kind = _content_type(request)
-    if kind == "application/json":
-        items = (await _json_body(request)).get("items")
-        if not isinstance(items, list) or not items:
-            raise ApiError(
-                400,
-                "no_image",
-                'Send {"items": [{"url": ...} or {"image": ...}, ...]}.',
-            )
-        if len(items) > limit:
-            raise ApiError(413, "too_many_items", f"A batch holds at most {limit} images.")
-        if not all(_well_formed(item) for item in items):
-            raise ApiError(
-                400, "invalid_item", 'Each item must be {"url": "..."} or {"image": "<base64>"}.'
-            )
-        return list(items)
-    if kind == "multipart/form-data":
-        form = await _form(request, max_files=limit + 1)
-        values = [v for k, v in form.multi_items() if k in ("file", "url")]
-        if not values:
-            raise ApiError(400, "no_image", 'Send image files in "file" fields, or "url" fields.')
-        if len(values) > limit:
-            raise ApiError(413, "too_many_items", f"A batch holds at most {limit} images.")
-        return values
-    raise ApiError(
-        415,
-        "unsupported_content_type",
-        "Send multipart/form-data files, or JSON with items.",
-    )
-
-
-async def _classify(request: Request, source: str | bytes, top_k: int) -> dict:
-    state = request.app.state
-    data = await state.fetcher.fetch(source) if isinstance(source, str) else source
-    probs = await state.predictor.predict(data)
-    predictions = state.predictor.model.top_k(probs, top_k)
+async def _predict(request: Request, data: bytes, top_k: int) -> dict:
+    """Decode and classify: the CPU work, which runs only inside a prediction slot."""
+    predictor = request.app.state.predictor
+    predictions = predictor.model.top_k(await predictor.predict(data), top_k)
     return {
         "label": predictions[0]["label"],
         "probability": predictions[0]["probability"],
         "predictions": predictions,
     }
+
+
+async def _classify(request: Request, source: str | bytes, top_k: int) -> dict:
+    data = await _image_bytes(request, source)
+    async with _admitted(request):
+        return await _predict(request, data, top_k)
 
 
 def _elapsed_ms(started: float) -> float:
@@ -211,8 +113,8 @@ class Predict(HTTPEndpoint):
     async def _respond(self, request: Request) -> Response:
         started = time.perf_counter()
         top_k = _top_k(request)
-        async with _admitted(request):
-            result = await _classify(request, await _single_source(request), top_k)
+        source = await single_source(request)
+        result = await until_disconnect(request, _classify(request, source, top_k))
         result["model"] = request.app.state.predictor.model.name
         result["elapsed_ms"] = _elapsed_ms(started)
         if wants_html(request):
@@ -253,28 +155,40 @@ async def predict_batch(request: Request) -> JSONResponse:
     """
     started = time.perf_counter()
     top_k = _top_k(request)
-    async with _admitted(request):
-        sources = await _batch_sources(request)
-        results = await asyncio.gather(*(_one_of_batch(request, item, top_k) for item in sources))
+    items = await batch_sources(request)
+    results = await until_disconnect(request, _classify_batch(request, items, top_k))
     return JSONResponse(
         {
-            "results": list(results),
+            "results": results,
             "model": request.app.state.predictor.model.name,
             "elapsed_ms": _elapsed_ms(started),
         }
     )
 
 
-async def _one_of_batch(request: Request, item: object, top_k: int) -> dict:
-    """One batch item's result, or its own error: one bad item fails alone."""
-    try:
-        if isinstance(item, (str, UploadFile)):
-            source = await _source_from_form_value(item)
-        else:
-            source = _source_from_json(item)
-        return await _classify(request, source, top_k)
-    except ApiError as exc:
-        return exc.body()
+async def _classify_batch(request: Request, items: list, top_k: int) -> list[dict]:
+    """Every item's bytes first (fetched at once, no slot held), then every prediction
+    under one slot. Each item fails alone, with its own error."""
+
+    async def load(item: object) -> bytes | ApiError:
+        try:
+            if isinstance(item, str | UploadFile):
+                return await _image_bytes(request, await source_from_form_value(item))
+            return await _image_bytes(request, source_from_json(item))
+        except ApiError as exc:
+            return exc
+
+    async def predict(data: bytes | ApiError) -> dict:
+        try:
+            if isinstance(data, ApiError):
+                raise data
+            return await _predict(request, data, top_k)
+        except ApiError as exc:
+            return exc.body()
+
+    loaded = await asyncio.gather(*(load(item) for item in items))
+    async with _admitted(request):
+        return list(await asyncio.gather(*(predict(data) for data in loaded)))
 
 
 @asynccontextmanager

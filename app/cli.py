@@ -8,9 +8,11 @@ into the .onnx file the server runs, in a child process (app/compiling.py).
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import logging.config
+import resource
 import signal
 import sys
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from app.compiling import can_compile, compile_in_child, compiled_model_path, find_compiled
 from app.logs import logging_config
+from app.memory import fewer_malloc_arenas
 from app.model import ModelLoadError
 from app.settings import Settings, SettingsError, load_settings
 
@@ -34,10 +37,22 @@ def _settings() -> Settings:
         sys.exit(f"error: {exc}")
 
 
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's open-file limit to `needed` (up to the hard limit), so
+    MAX_CONNECTIONS connections can be accepted before uvicorn answers 503."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from app.protocol import BoundedHttpToolsProtocol
+
     settings = _settings()
+    fewer_malloc_arenas()  # before any thread starts (memory.py)
     logging.config.dictConfig(logging_config(settings.log_level))
     try:  # compile once here, before uvicorn starts WEB_CONCURRENCY processes that need it
         compiled_model_path(settings)
@@ -46,6 +61,7 @@ def serve(args: argparse.Namespace) -> None:
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal so
     # the process dies "by SIGTERM". A drained shutdown is a clean one: exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _allow_open_files(settings.max_connections + 256)  # and files, the model, the loop...
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -57,6 +73,15 @@ def serve(args: argparse.Namespace) -> None:
         access_log=False,  # RequestContext writes the access log, as JSON
         reload=args.reload,
         timeout_graceful_shutdown=settings.graceful_timeout_s,
+        # Connection-level limits (README, "Slow and vanishing clients"): past
+        # MAX_CONNECTIONS, new connections get uvicorn's 503 at once.
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_s,
+        http=functools.partial(
+            BoundedHttpToolsProtocol,
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout_s=settings.header_timeout_s,
+        ),
     )
 
 

@@ -4,13 +4,13 @@ Every failure a client can cause is raised as `ApiError` and answered as
 `{"error": {"code", "message"}}` with its status. A browser (a request that
 accepts HTML, like the page's plain form posts) gets the same error rendered in
 the page instead. Anything unexpected is logged and answered with a generic 500
-body: never a traceback.
+body: never a traceback. A client that went away is not an error at all (499).
 """
 
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 logger = logging.getLogger("app")
@@ -79,6 +79,16 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return render(request, ApiError(exc.status_code, code, message))
 
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for it; no client ever sees it
+
+
+async def handle_client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away mid-upload, or while its prediction waited or ran.
+    Nobody will read an answer; the access log and the metrics record 499, at
+    INFO: mobile users abandon uploads all the time, and that is nobody's fault."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -94,6 +104,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
+    ClientDisconnect: handle_client_gone,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

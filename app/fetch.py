@@ -15,6 +15,7 @@ import socket
 import aiohttp
 from yarl import URL
 
+from app.budget import Reservation
 from app.errors import ApiError
 from app.settings import Settings
 
@@ -121,8 +122,10 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
 
-    async def fetch(self, text: str) -> bytes:
-        """The body of the image at `text`, or an ApiError saying what went wrong."""
+    async def fetch(self, text: str, reservation: Reservation | None = None) -> bytes:
+        """The body of the image at `text`, or an ApiError saying what went wrong. Its
+        bytes count against `reservation` (the request's share of the upload budget)
+        as they arrive."""
         assert self._session is not None, "Fetcher.start() was not awaited"
         url = check_url(text, self.allow_private)
         try:
@@ -133,7 +136,7 @@ class Fetcher:
                         if response.status in REDIRECT_STATUSES and location:
                             url = check_url(str(url.join(URL(location))), self.allow_private)
                             continue
-                        return await self._read(response)
+                        return await self._read(response, reservation)
                 raise ApiError(
                     422,
                     "too_many_redirects",
@@ -152,7 +155,9 @@ class Fetcher:
         except aiohttp.ClientError as exc:
             raise ApiError(502, "url_fetch_failed", f"Fetching the URL failed: {exc}") from None
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read(
+        self, response: aiohttp.ClientResponse, reservation: Reservation | None
+    ) -> bytes:
         if response.status >= 400:
             status = 502 if response.status >= 500 else 422
             raise ApiError(
@@ -170,6 +175,8 @@ class Fetcher:
             body += chunk
             if len(body) > self.max_bytes:
                 raise self._too_big()
+            if reservation is not None:
+                reservation.add(len(chunk))
         return bytes(body)
 
     def _too_big(self) -> ApiError:

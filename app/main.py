@@ -3,6 +3,7 @@
 Read the route table to see where a request goes.
 """
 
+import asyncio
 import logging
 import signal
 import threading
@@ -20,11 +21,13 @@ from swagger_ui_bundle import swagger_ui_path
 from app import api, pages
 from app.admission import Admission
 from app.batching import Predictor
+from app.budget import UploadBudget
 from app.compiling import load_model
 from app.errors import EXCEPTION_HANDLERS
 from app.fetch import Fetcher
+from app.memory import trim_periodically
 from app.metrics import Metrics, metrics
-from app.middleware import BodySizeLimit, RequestContext
+from app.middleware import BodyLimits, RequestContext
 from app.model import Model, ModelLoadError
 from app.openapi import openapi_schema
 from app.settings import Settings, load_settings
@@ -64,11 +67,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     )
     await predictor.start()
     await fetcher.start()
+    trimmer = asyncio.create_task(trim_periodically())
     app.state.predictor = predictor
     app.state.fetcher = fetcher
     app.state.admission = admission
     app.state.model_info = model.metadata()
-    app.state.metrics.watch(admission, app.state.model_info)
+    app.state.metrics.watch(admission, app.state.budget, app.state.model_info)
     drain_on_sigterm(app)
     app.state.ready = True
     logger.info(
@@ -81,6 +85,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         app.state.ready = False
+        trimmer.cancel()
         await fetcher.close()
         await predictor.stop()
 
@@ -114,9 +119,15 @@ def create_app(
     bench/ passes its TorchScript baseline, to measure it through this same stack."""
     settings = settings or load_settings()
     logger.setLevel(settings.log_level.upper())
+    budget = UploadBudget(settings.upload_buffer_bytes)
     middleware = [
         Middleware(RequestContext),
-        Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes),
+        Middleware(
+            BodyLimits,
+            max_bytes=settings.max_upload_bytes,
+            timeout_s=settings.body_timeout_s,
+            budget=budget,
+        ),
     ]
     if settings.cors_origins:
         middleware.insert(
@@ -135,6 +146,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.budget = budget
     app.state.load_model = load
     app.state.metrics = Metrics()
     app.state.ready = False

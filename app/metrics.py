@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.admission import Admission
+from app.budget import UploadBudget
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -44,6 +45,11 @@ class Metrics:
         self.queued = Gauge(
             "pounce_predictions_queued", "Prediction requests waiting for a slot.", registry=r
         )
+        self.upload_buffer = Gauge(
+            "pounce_upload_buffer_bytes",
+            "Bytes of request bodies and fetched images held at once (UPLOAD_BUFFER_MB).",
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "pounce_queue_wait_seconds",
             "Time a prediction request waited for a slot.",
@@ -64,10 +70,12 @@ class Metrics:
         )
         self.model = Info("pounce_model", "The model being served.", registry=r)
 
-    def watch(self, admission: Admission, model_info: dict) -> None:
-        """Read the gauges from the admission control; describe the model."""
+    def watch(self, admission: Admission, budget: UploadBudget, model_info: dict) -> None:
+        """Read the gauges from the admission control and the upload budget; describe
+        the model."""
         self.in_flight.set_function(lambda: admission.in_flight)
         self.queued.set_function(lambda: admission.waiting)
+        self.upload_buffer.set_function(lambda: budget.used)
         self.model.info(
             {
                 "file": model_info["file"],

@@ -51,6 +51,12 @@ class Settings:
     graceful_timeout_s: float
     allow_private_urls: bool
     url_timeout_s: float
+    body_timeout_s: float
+    header_timeout_s: float
+    upload_buffer_mb: float
+    max_connections: int
+    keep_alive_s: float
+    max_header_kb: float
     title: str
     description: str
     accent_color: str
@@ -59,6 +65,14 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def upload_buffer_bytes(self) -> int:
+        return int(self.upload_buffer_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return int(self.max_header_kb * 1024)
 
     @property
     def max_image_pixels(self) -> int:
@@ -163,7 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         memory_arena=get("MEMORY_ARENA", _flag, "true"),
         inference_workers=get("INFERENCE_WORKERS", _number(int, 1, 64), str(cores)),
         prep_threads=cores,
-        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "4"),
+        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "2"),
         microbatch_max_wait_ms=get("MICROBATCH_MAX_WAIT_MS", _number(float, 0, 1000), "0"),
         max_in_flight=get("MAX_IN_FLIGHT", _number(int, 1, 10_000), "16"),
         max_queue=get("MAX_QUEUE", _number(int, 0, 100_000), "64"),
@@ -171,6 +185,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         graceful_timeout_s=get("GRACEFUL_TIMEOUT", _number(float, 0, 600), "8"),
         allow_private_urls=get("ALLOW_PRIVATE_URLS", _flag, "false"),
         url_timeout_s=get("URL_TIMEOUT", _number(float, 0.1, 120), "10"),
+        body_timeout_s=get("BODY_TIMEOUT", _number(float, 0.1, 600), "15"),
+        header_timeout_s=get("HEADER_TIMEOUT", _number(float, 0.1, 600), "10"),
+        upload_buffer_mb=get("UPLOAD_BUFFER_MB", _number(float, 0.001), "64"),
+        max_connections=get("MAX_CONNECTIONS", _number(int, 1, 1_000_000), "2048"),
+        keep_alive_s=get("KEEP_ALIVE_TIMEOUT", _number(float, 0.1, 3600), "5"),
+        max_header_kb=get("MAX_HEADER_KB", _number(float, 1), "32"),
         title=get("TITLE", _text, "Pounce"),
         description=get(
             "DESCRIPTION",

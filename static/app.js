@@ -53,6 +53,8 @@
       url_not_allowed: "That address is not on the public internet.",
       overloaded: "The server is busy. Try again in a moment.",
       queue_timeout: "The server is busy. Try again in a moment.",
+      request_timeout: "The upload was too slow. Check the connection and try again.",
+      url_timeout: "That address was too slow to answer. Try another, or upload the photo.",
     }[error.code];
     errorBox.replaceChildren(
       el("h2", {}, "That didn't work"),

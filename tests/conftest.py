@@ -140,7 +140,7 @@ def client() -> Iterator[TestClient]:
 # --- a local image server ------------------------------------------------------------
 
 
-class _QuietServer(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -200,7 +200,7 @@ class ImageServer:
                     self.send_error(404)
 
         self.requests: list[str] = []
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -45,6 +45,18 @@ def multipart(data: bytes, count: int = 1) -> tuple[bytes, dict]:
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
+def partial_upload(port: int, sent: int = 100, declared: int = 200_000) -> socket.socket:
+    """A connection that sent its headers and `sent` bytes of a `declared`-byte body."""
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {declared}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n"
+    ).encode()
+    part = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head + (part + b"\xff" * sent)[:sent])
+    return sock
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -85,3 +85,22 @@ def test_access_log_formats_as_json() -> None:
     line = json.loads(formatter.format(record))
     assert line["logger"] == "app.access" and line["request_id"] == "abc" and line["status"] == 200
     assert line["level"] == "INFO" and "time" in line
+
+
+def test_a_genuine_server_error_is_logged_with_its_traceback(caplog, chelsea_jpeg: bytes) -> None:
+    """A failure of ours stays an ERROR, with its traceback; the client gets the generic
+    500 body (a vanished client, by contrast, is an INFO line with 499: test_faults.py)."""
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    def broken(inputs: list) -> None:
+        raise RuntimeError("the model broke")
+
+    with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
+        client.app.state.predictor.model.predict_batch = broken
+        with caplog.at_level(logging.INFO):
+            response = client.post("/api/predict", files=upload(chelsea_jpeg))
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert errors and "the model broke" in str(errors[0].exc_info[1])
+    assert [r.status for r in caplog.records if r.name == "app.access"] == [500]
