@@ -20,15 +20,17 @@ from tests.conftest import MODEL
 MEAN, STD = [127 / 255] * 3, [128 / 255] * 3
 
 
-def _sample(folder: Path, mode: str = "RGB") -> Path:
-    """One image file: DataLoaders need items to be built; `export` drops them again."""
-    path = folder / "sample.png"
-    Image.new(mode, (64, 48), 127).save(path)
-    return path
-
-
-def default_network_learner(folder: Path, item_tfms: list, batch_tfms: list | None = None) -> Path:
-    """The default network behind `item_tfms`, exported to folder/export.pkl."""
+def _export(
+    folder: Path,
+    name: str,
+    network: object,
+    vocab: list[str],
+    item_tfms: list,
+    batch_tfms: list | None = None,
+) -> Path:
+    """`network` behind a DataBlock of `vocab` and these transforms, exported to
+    folder/name as a user would. DataLoaders need items to be built, so one sample
+    image stands in; `export` drops it again."""
     from fastai.vision.all import (
         CategoryBlock,
         CrossEntropyLossFlat,
@@ -36,23 +38,36 @@ def default_network_learner(folder: Path, item_tfms: list, batch_tfms: list | No
         ImageBlock,
         ItemGetter,
         Learner,
-        Normalize,
     )
 
-    reference = read_learner(MODEL)
-    names = list(reference.dls.vocab)
-    sample = _sample(folder)
+    sample = folder / "sample.png"
+    Image.new("RGB", (64, 48), 127).save(sample)
     dls = DataBlock(
-        blocks=(ImageBlock, CategoryBlock(vocab=names, sort=False)),
+        blocks=(ImageBlock, CategoryBlock(vocab=vocab, sort=False)),
         get_x=ItemGetter(0),
         get_y=ItemGetter(1),
         splitter=lambda items: ([0], [1]),
         item_tfms=item_tfms,
-        batch_tfms=[*(batch_tfms or []), Normalize.from_stats(MEAN, STD)],
-    ).dataloaders([(sample, names[0]), (sample, names[1])], bs=1, num_workers=0)
-    learn = Learner(dls, reference.model, loss_func=CrossEntropyLossFlat(), path=folder)
-    learn.export("export.pkl")
-    return folder / "export.pkl"
+        batch_tfms=batch_tfms,
+    ).dataloaders([(sample, vocab[0]), (sample, vocab[1])], bs=1, num_workers=0)
+    Learner(dls, network, loss_func=CrossEntropyLossFlat(), path=folder).export(name)
+    return folder / name
+
+
+def default_network_learner(folder: Path, item_tfms: list, batch_tfms: list | None = None) -> Path:
+    """The default network behind `item_tfms`, exported to folder/export.pkl."""
+    from fastai.vision.all import Normalize
+
+    reference = read_learner(MODEL)
+    normalize = Normalize.from_stats(MEAN, STD)
+    return _export(
+        folder,
+        "export.pkl",
+        reference.model,
+        list(reference.dls.vocab),
+        item_tfms,
+        [*(batch_tfms or []), normalize],
+    )
 
 
 def digit_image(pixels: np.ndarray) -> Image.Image:
@@ -126,16 +141,7 @@ def custom_layer_learner(folder: Path, module: str) -> Path:
     import importlib
 
     import torch
-    from fastai.vision.all import (
-        CategoryBlock,
-        CrossEntropyLossFlat,
-        DataBlock,
-        ImageBlock,
-        ItemGetter,
-        Learner,
-        Resize,
-        set_seed,
-    )
+    from fastai.vision.all import Resize, set_seed
 
     (folder / f"{module}.py").write_text(textwrap.dedent(CUSTOM_LAYER_MODULE))
     layers = importlib.import_module(module)
@@ -147,13 +153,4 @@ def custom_layer_learner(folder: Path, module: str) -> Path:
         torch.nn.Flatten(),
         torch.nn.Linear(8, 3),
     )
-    sample = _sample(folder)
-    dls = DataBlock(
-        blocks=(ImageBlock, CategoryBlock(vocab=["a", "b", "c"])),
-        get_x=ItemGetter(0),
-        get_y=ItemGetter(1),
-        splitter=lambda items: ([0], [1]),
-        item_tfms=Resize(32),
-    ).dataloaders([(sample, "a"), (sample, "b")], bs=1, num_workers=0)
-    Learner(dls, network, loss_func=CrossEntropyLossFlat(), path=folder).export("custom.pkl")
-    return folder / "custom.pkl"
+    return _export(folder, "custom.pkl", network, ["a", "b", "c"], [Resize(32)])
