@@ -43,24 +43,27 @@ def missed(r: Results) -> str:
             f"Against that earlier figure Pounce's {ours.tuned.throughput:.1f} img/s is "
             f"{ours.tuned.throughput / PREVIOUS_TORCHSCRIPT_IMG_S:.1f}x.",
         ]
-    if ours.tuned.throughput < 1.3 * lit.tuned.throughput or ours.tuned.p99_ms > lit.tuned.p99_ms:
+    if ours.tuned.throughput < 1.3 * lit.tuned.throughput:
         parts += [
             f"- **1.3x the best LitServe** would be {1.3 * lit.tuned.throughput:.0f} img/s, "
             f"above the ceiling too. With the same compiled model and the same decoding, both "
             f"servers come close to it (Pounce {ours.tuned.throughput / ceiling:.0%}, LitServe "
             f"{lit.tuned.throughput / ceiling:.0%}): what is left is HTTP and the multipart "
-            "body, so on two cores the runtime, not the server around it, sets the pace, and "
-            "the two are level. They differ in cost: Pounce is one process of "
-            f"{ours.rss_after_mb:.0f} MB after its requests, ready in "
-            f"{ours.cold_start_s:.1f} s; LitServe's tree of processes is "
-            f"{lit.rss_after_mb:.0f} MB, ready in {lit.cold_start_s:.1f} s. Its p99 at "
-            f"c={TUNING_CONCURRENCY} is {lit.tuned.p99_ms:.0f} ms against Pounce's "
-            f"{ours.tuned.p99_ms:.0f}: LitServe decodes and runs each request in worker "
-            "processes of their own, where Pounce's one process shares its interpreter "
-            "between the event loop, which parses the uploads, and the decoding threads. "
-            "Measured while choosing the defaults, none narrowed the gap: batches of 1 to 8, "
-            "1 to 3 workers, 2 intra-op threads, two processes (table above), nor, tried "
-            "outside this page, decoding in the inference thread or fewer requests in flight.",
+            "body, so on two cores the runtime, not the server around it, sets the pace. They "
+            f"differ in cost: Pounce is one process of {ours.rss_after_mb:.0f} MB after its "
+            f"requests, ready in {ours.cold_start_s:.1f} s; LitServe's tree of processes is "
+            f"{lit.rss_after_mb:.0f} MB, ready in {lit.cold_start_s:.1f} s.",
+        ]
+    if ours.tuned.p99_ms > lit.tuned.p99_ms:
+        parts += [
+            f"- **A p99 no worse than LitServe's**: {ours.tuned.p99_ms:.0f} ms against "
+            f"{lit.tuned.p99_ms:.0f} at c={TUNING_CONCURRENCY}. LitServe decodes and runs each "
+            "request in worker processes of their own, where Pounce's one process shares its "
+            "interpreter between the event loop, which parses the uploads, and the decoding "
+            "threads. Measured while choosing the defaults, none narrowed the gap for good: "
+            "batches of 1 to 8, 1 to 3 workers, 2 intra-op threads, two processes (table "
+            "above), nor, tried outside this page, decoding in the inference thread or fewer "
+            "requests in flight. Between runs on this machine the two p99s trade places.",
         ]
     if len(parts) == 2:
         parts.append("None: every target was met in this run.")

@@ -11,6 +11,7 @@ docs/benchmarks.md and docs/benchmarks.png.
 import argparse
 import json
 import os
+import pickle
 import platform
 import subprocess
 import tempfile
@@ -53,6 +54,9 @@ from bench.servers import ROOT, Server, clean_env, rss_mb
 from bench.workload import images
 
 SOAK_SECONDS = 180  # the most the top-up to SOAK_REQUESTS may take
+# The last run's Results, so that the page can be written again (--rewrite) without
+# measuring again, when only its wording changed.
+SAVED = ROOT / "test-artifacts" / "bench-results.pickle"
 
 
 def benchmark(server: Server, photos: dict[str, Path], budget: Budget, port: int) -> ServerRun:
@@ -136,7 +140,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke test")
     parser.add_argument("--port", type=int, default=18500, help="every server's port, in turn")
+    parser.add_argument(
+        "--rewrite", action="store_true", help="write the page again from the last run's figures"
+    )
     args = parser.parse_args()
+    if args.rewrite:
+        markdown, plot = write(pickle.loads(SAVED.read_bytes()), ROOT / "docs")
+        print(f"wrote {markdown} and {plot} from {SAVED}")
+        return
     budget = QUICK if args.quick else FULL
     wrk_path()  # fail before anything runs when wrk is missing
     defaults = load_settings(EXPORT)
@@ -177,6 +188,8 @@ def main() -> None:
         pounce=swept,
         pounce_defaults=describe(defaults),
     )
+    SAVED.parent.mkdir(exist_ok=True)
+    SAVED.write_bytes(pickle.dumps(results))
     markdown, plot = write(results, ROOT / "docs")
     print(f"wrote {markdown} and {plot} in {(time.monotonic() - started) / 60:.1f} min")
 
