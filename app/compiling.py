@@ -73,7 +73,7 @@ def can_compile() -> bool:
 
 def how_to_compile(source: Path) -> str:
     return (
-        f"compile it where fastai and torch are installed: `make compile`, or "
+        f"compile it where fastai and torch are installed: `make compile MODEL={source}`, or "
         f"`python -m app compile {source} -o {source.with_suffix('.onnx')}`"
     )
 

@@ -183,8 +183,12 @@ echo "after start: $(docker stats --no-stream --format '{{.MemUsage}}' "$NAME")"
 seq 400 | xargs -P 8 -I{} curl -fsS -o /dev/null -F file=@static/examples/coffee.jpg \
     "http://127.0.0.1:$PORT/api/predict"
 echo "after 400 predictions: $(docker stats --no-stream --format '{{.MemUsage}}' "$NAME")"
-peak=$(docker exec "$NAME" cat /sys/fs/cgroup/memory.peak 2>/dev/null || echo 0)
-[ "$peak" = 0 ] || echo "peak memory of the container: $((peak / 1048576)) MiB of 512"
+rss_kb=$(docker top "$NAME" -o pid,rss | awk 'NR > 1 { sum += $2 } END { print sum }')
+echo "resident memory of its processes (supervisor and two workers): $((rss_kb / 1024)) MiB"
+id=$(docker inspect --format '{{.Id}}' "$NAME")
+peak=$(cat "/sys/fs/cgroup/memory/docker/$id/memory.max_usage_in_bytes" \
+    "/sys/fs/cgroup/system.slice/docker-$id.scope/memory.peak" 2>/dev/null | head -n1 || true)
+[ -z "$peak" ] || echo "the container's peak, page cache included: $((peak / 1048576)) MiB of 512"
 [ "$(docker inspect --format '{{.State.OOMKilled}} {{.State.Running}}' "$NAME")" = "false true" ]
 docker rm -f "$NAME" >/dev/null
 
