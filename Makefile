@@ -32,9 +32,11 @@ $(VENV)/.bench: requirements-bench.txt $(VENV)/.dev
 
 # The repo ships export.onnx, compiled from export.pkl: then serving needs nothing more.
 # When MODEL_PATH's export has no compiled file made from it, the compile requirements
-# are installed first and the server compiles it once (into MODEL_CACHE_DIR).
+# are installed first and the server compiles it once (into MODEL_CACHE_DIR). Any other
+# problem (a MODEL_PATH with no file, say) is left for the server to say in one line.
 run: $(VENV)/.runtime
-	@$(PY) -m app compile --check >/dev/null || $(MAKE) --no-print-directory $(VENV)/.compile
+	@$(PY) -m app compile --check >/dev/null; \
+	if [ $$? -eq 3 ]; then $(MAKE) --no-print-directory $(VENV)/.compile; fi
 	$(PY) -m app serve
 
 test: $(VENV)/.dev

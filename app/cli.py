@@ -28,6 +28,7 @@ from app.settings import Settings, SettingsError, load_settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 CHUNK = 32  # images in flight at once in `predict`
+NOT_COMPILED = 3  # `compile --check`'s exit status when no compiled file serves the export
 
 
 def _settings() -> Settings:
@@ -158,7 +159,8 @@ def compile_model(args: argparse.Namespace) -> None:
     if args.check:
         found = find_compiled(source, _settings().model_cache_dir)
         if found is None:
-            sys.exit(f"{source} has no compiled model made from it")
+            print(f"{source} has no compiled model made from it", file=sys.stderr)
+            sys.exit(NOT_COMPILED)
         print(found)
         return
     if not can_compile():
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     compile_cmd.add_argument(
         "--check",
         action="store_true",
-        help="only say whether a compiled file made from the source exists (exit 1 if not)",
+        help="only say which compiled file serves the source (exit 3 if none)",
     )
     compile_cmd.set_defaults(func=compile_model)
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.cli import NOT_COMPILED
 from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, ImageServer
 
 
@@ -75,5 +76,5 @@ def test_compile_check_finds_the_shipped_compiled_model(tmp_path: Path) -> None:
     other = tmp_path / "mine.pkl"
     other.write_bytes(MODEL.read_bytes() + b"\0")  # another file: no compiled model made from it
     run = run_cli("compile", "--check", str(other), MODEL_CACHE_DIR=str(tmp_path))
-    assert run.returncode == 1
+    assert run.returncode == NOT_COMPILED
     assert run.stderr.strip() == f"{other} has no compiled model made from it"
