@@ -20,7 +20,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.compiling import can_compile, compile_in_child, compiled_model_path, find_compiled
+from app.compiling import (
+    can_compile,
+    compile_in_child,
+    compiled_model_path,
+    find_compiled,
+    sha256_of,
+)
 from app.logs import logging_config
 from app.memory import fewer_malloc_arenas
 from app.model import ModelLoadError
@@ -153,11 +159,12 @@ def predict(args: argparse.Namespace) -> None:
 
 
 def compile_model(args: argparse.Namespace) -> None:
-    source = args.source or _settings().model_path
+    settings = _settings()
+    source = args.source or settings.model_path
     if not source.is_file():
         sys.exit(f"error: {source}: no such file")
     if args.check:
-        found = find_compiled(source, _settings().model_cache_dir)
+        found = find_compiled(source, settings.model_cache_dir, sha256_of(source))
         if found is None:
             print(f"{source} has no compiled model made from it", file=sys.stderr)
             sys.exit(NOT_COMPILED)

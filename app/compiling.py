@@ -32,9 +32,8 @@ def candidates(source: Path, cache_dir: Path, sha256: str) -> list[Path]:
     return [source.with_suffix(".onnx"), cache_dir / f"{sha256}.onnx"]
 
 
-def find_compiled(source: Path, cache_dir: Path) -> Path | None:
-    """The compiled file made from exactly this export, if there is one."""
-    sha256 = sha256_of(source)
+def find_compiled(source: Path, cache_dir: Path, sha256: str) -> Path | None:
+    """The compiled file made from exactly this export (`sha256`), if there is one."""
     for candidate in candidates(source, cache_dir, sha256):
         if not candidate.is_file():
             continue
@@ -84,7 +83,8 @@ def compiled_model_path(settings: Settings) -> Path:
     if source.suffix.lower() == ".onnx":
         read_info(source)  # a file that can't be served says why now, in one line
         return source
-    found = find_compiled(source, settings.model_cache_dir)
+    sha256 = sha256_of(source)
+    found = find_compiled(source, settings.model_cache_dir, sha256)
     if found is not None:
         return found
     if not can_compile():
@@ -92,7 +92,7 @@ def compiled_model_path(settings: Settings) -> Path:
             f"{source} is a fastai export with no compiled model made from it, and fastai "
             f"isn't installed here: {how_to_compile(source)}"
         )
-    out = candidates(source, settings.model_cache_dir, sha256_of(source))[1]
+    out = candidates(source, settings.model_cache_dir, sha256)[1]
     logger.info("compiling %s into %s (once; later starts use it)", source, out)
     compile_in_child(source, out)
     return out
