@@ -11,6 +11,7 @@
 #
 #   docker build -t pounce .
 #   docker build --build-arg MODEL=models/cougar.pkl -t cougar .   # another export
+#   docker build --build-arg PRECISION=int8 -t pounce:int8 .        # INT8 (see compile --int8)
 #   docker run -p 8000:8000 pounce
 #
 # The base image is an argument so a build can start from a local image (CI has
@@ -50,7 +51,18 @@ COPY compiler/ compiler/
 COPY static/examples/ static/examples/
 ARG MODEL=export.pkl
 COPY ${MODEL} model/
-RUN python -m compiler "model/$(basename "$MODEL")" -o /opt/model/model.onnx
+# PRECISION=int8 quantizes it (compile --int8), calibrated on the photos in CALIBRATION
+# (a folder in the build context; default the example photos: pass your own) and
+# checked against fp32 on held-out photos; too little agreement fails the build.
+ARG PRECISION=fp32
+ARG CALIBRATION=static/examples
+COPY ${CALIBRATION} calibration/
+RUN case "$PRECISION" in \
+        fp32) int8= ;; \
+        int8) int8="--int8 --calibration calibration" ;; \
+        *) echo "PRECISION must be fp32 or int8, not $PRECISION" >&2; exit 1 ;; \
+    esac; \
+    python -m compiler "model/$(basename "$MODEL")" -o /opt/model/model.onnx $int8
 
 FROM build AS dev
 ENV PYTHONUNBUFFERED=1 \

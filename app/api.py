@@ -21,11 +21,11 @@ from app.pages import render_page
 
 
 def _top_k(request: Request) -> int:
-    settings = request.app.state.settings
-    classes = len(request.app.state.predictor.model.labels)
+    model = request.app.state.predictor.model
+    classes = len(model.labels)
     raw = request.query_params.get("top_k")
     if raw is None:
-        return min(settings.top_k, classes)
+        return model.default_top_k(request.app.state.settings.top_k)
     if not raw.isdigit() or not 1 <= int(raw) <= classes:
         raise ApiError(
             422,
@@ -46,12 +46,7 @@ async def _image_bytes(request: Request, source: str | bytes) -> bytes:
 async def _predict(request: Request, data: bytes, top_k: int) -> dict:
     """Decode and classify: the CPU work, which runs only inside a prediction slot."""
     predictor = request.app.state.predictor
-    predictions = predictor.model.top_k(await predictor.predict(data), top_k)
-    return {
-        "label": predictions[0]["label"],
-        "probability": predictions[0]["probability"],
-        "predictions": predictions,
-    }
+    return predictor.model.result(await predictor.predict(data), top_k)
 
 
 async def _classify(request: Request, source: str | bytes, top_k: int) -> dict:

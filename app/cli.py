@@ -27,12 +27,12 @@ from app.compiling import (
     find_compiled,
     sha256_of,
 )
+from app.images import SUFFIXES
 from app.logs import logging_config
 from app.memory import fewer_malloc_arenas
 from app.model import ModelLoadError
 from app.settings import Settings, SettingsError, load_settings
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 CHUNK = 32  # images in flight at once in `predict`
 NOT_COMPILED = 3  # `compile --check`'s exit status when no compiled file serves the export
 
@@ -102,17 +102,18 @@ def expand(inputs: list[str]) -> Iterator[str]:
             yield from (
                 str(p)
                 for p in sorted(path.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                if p.is_file() and p.suffix.lower() in SUFFIXES
             )
 
 
-async def _predict_all(settings: Settings, sources: list[str], top_k: int) -> int:
+async def _predict_all(settings: Settings, sources: list[str], top_k: int | None) -> int:
     from app.batching import Predictor
     from app.compiling import load_model
     from app.errors import ApiError
     from app.fetch import Fetcher
 
     model = load_model(settings)
+    top_k = top_k or model.default_top_k(settings.top_k)
     predictor = Predictor.from_settings(model, settings)
     fetcher = Fetcher.from_settings(settings)
     await predictor.start()
@@ -132,8 +133,7 @@ async def _predict_all(settings: Settings, sources: list[str], top_k: int) -> in
                 "source": source,
                 "error": {"code": "unreadable", "message": str(exc)},
             }
-        predictions = model.top_k(probs, top_k)
-        return {"source": source, **predictions[0], "predictions": predictions}
+        return {"source": source, **model.result(probs, top_k)}
 
     failures = 0
     try:
@@ -154,7 +154,7 @@ def predict(args: argparse.Namespace) -> None:
     sources = list(expand(args.inputs))
     if not sources:
         sys.exit("error: no images found")
-    failures = asyncio.run(_predict_all(settings, sources, args.top_k or settings.top_k))
+    failures = asyncio.run(_predict_all(settings, sources, args.top_k))
     sys.exit(1 if failures else 0)
 
 
@@ -176,8 +176,14 @@ def compile_model(args: argparse.Namespace) -> None:
             "`make compile` installs them (requirements-compile.txt)"
         )
     out = args.out or source.with_suffix(".onnx")
+    options = ["--int8"] if args.int8 else []
+    for flag, folder in (("--calibration", args.calibration), ("--holdout", args.holdout)):
+        if folder is not None:
+            options += [flag, str(folder.resolve())]  # the child runs in the repo root
     try:
-        compile_in_child(source, out, say=lambda line: print(line, file=sys.stderr))
+        compile_in_child(
+            source, out, say=lambda line: print(line, file=sys.stderr), options=options
+        )
     except ModelLoadError as exc:
         sys.exit(f"error: {exc}")
 
@@ -200,6 +206,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     compile_cmd.add_argument(
         "-o", "--out", type=Path, help="the .onnx file to write (default: beside the source)"
+    )
+    compile_cmd.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize to INT8: about twice as fast a forward pass, checked against fp32",
+    )
+    compile_cmd.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="with --int8: your photos to calibrate on (default: the repo's example photos)",
+    )
+    compile_cmd.add_argument(
+        "--holdout",
+        type=Path,
+        metavar="DIR",
+        help="with --int8: other photos of yours to check it on (default: 20 ImageNet photos)",
     )
     compile_cmd.add_argument(
         "--check",

@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app.model import Model, ModelLoadError, read_info
@@ -46,11 +46,23 @@ def find_compiled(source: Path, cache_dir: Path, sha256: str) -> Path | None:
 
 
 def compile_in_child(
-    source: Path, out: Path, say: Callable[[str], object] = lambda line: logger.info("%s", line)
+    source: Path,
+    out: Path,
+    say: Callable[[str], object] = lambda line: logger.info("%s", line),
+    options: Sequence[str] = (),
 ) -> None:
-    """Run the compiler in a process of its own, passing on its progress as it comes."""
+    """Run the compiler in a process of its own, passing on its progress as it comes.
+    `options`: more of `python -m compiler`'s arguments (--int8 and its photos)."""
     with subprocess.Popen(
-        [sys.executable, "-m", "compiler", str(source.resolve()), "-o", str(out.resolve())],
+        [
+            sys.executable,
+            "-m",
+            "compiler",
+            str(source.resolve()),
+            "-o",
+            str(out.resolve()),
+            *options,
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -16,6 +16,9 @@ from app.errors import ApiError
 
 register_heif_opener()  # HEIC/HEIF, what phones send: pi-heif, libheif's decoder only
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+# The file names of those formats, as Pillow (and pi-heif) register them: folder walks
+# (`python -m app predict DIR`, compile --int8's photos) take exactly what decodes.
+SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS)
 FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
 
 # Pillow refuses canvases over twice its own limit while reading the header; our

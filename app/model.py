@@ -1,11 +1,14 @@
 """A compiled model, served by ONNX Runtime: no torch, no fastai.
 
 A compiled file (`python -m app compile`, compiler/) is one ONNX graph that
-takes a batch of uint8 HWC images and returns probabilities: uint8 to float,
+takes a batch of uint8 HWC images and returns probabilities (fp32, or INT8 with
+`compile --int8`): uint8 to float,
 fastai's IntToFloatTensor and Normalize, the network and the loss function's
 activation are all inside it. Its metadata, under the key "pounce", carries
-everything else: the labels, the preprocessing (run by app/preprocess.py),
-where it came from and how closely it matched `learn.predict`.
+everything else: the labels, the kind of classifier (single-label: the top
+class is the answer; multi-label: every label past the learner's threshold),
+the preprocessing (run by app/preprocess.py), where it came from and how
+closely it matched `learn.predict`.
 """
 
 import hashlib
@@ -27,7 +30,7 @@ from app.onnx_metadata import metadata_props
 from app.preprocess import DescriptionError, Preprocessor
 
 METADATA_KEY = "pounce"
-FORMAT = 1  # the layout of that metadata; a file of another format is compiled again
+FORMAT = 2  # the layout of that metadata; a file of another format is compiled again
 
 
 class ModelLoadError(RuntimeError):
@@ -78,6 +81,8 @@ class Model:
         self.path = path
         self.info = info
         self.labels: list[str] = info["labels"]
+        self.kind: str = info["kind"]  # "single-label" or "multi-label"
+        self.threshold: float | None = info["threshold"]
         try:
             self.preprocessor = Preprocessor(info["preprocessing"])
         except DescriptionError as exc:
@@ -124,12 +129,40 @@ class Model:
         order = np.argsort(-probs, kind="stable")[: min(k, len(self.labels))]
         return [{"label": self.labels[i], "probability": round(float(probs[i]), 6)} for i in order]
 
+    def decision(self, probs: np.ndarray) -> tuple[int, ...]:
+        """The label indices `learn.predict` would decode: the top class, or (multi-label)
+        every label whose probability passes the threshold, by probability."""
+        if self.threshold is None:
+            return (int(probs.argmax()),)
+        passing = np.flatnonzero(probs > self.threshold)
+        return tuple(int(i) for i in passing[np.argsort(-probs[passing], kind="stable")])
+
+    def default_top_k(self, top_k: int) -> int:
+        """How many classes an answer lists when the caller doesn't say: TOP_K for a
+        single-label model; every label for a multi-label one, each its own question."""
+        return len(self.labels) if self.threshold is not None else min(top_k, len(self.labels))
+
+    def result(self, probs: np.ndarray, top_k: int) -> dict:
+        """One image's answer, as the API and the CLI give it."""
+        predictions = self.top_k(probs, top_k)
+        if self.threshold is None:
+            return {**predictions[0], "predictions": predictions}
+        return {
+            "kind": self.kind,
+            "labels": [self.labels[i] for i in self.decision(probs)],
+            "threshold": self.threshold,
+            "predictions": predictions,
+        }
+
     def metadata(self) -> dict:
         """What /api/model says: the runtime, the compiled file, its source and parity."""
         return {
             "file": self.path.name,
             "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
             "runtime": {"name": "onnxruntime", "version": ort.__version__},
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "precision": self.info["precision"],
             "architecture": self.info["source"]["architecture"],
             "class_count": len(self.labels),
             "classes": self.labels,
@@ -139,4 +172,5 @@ class Model:
             "graph": self.info["graph"],
             "source": self.info["source"],
             "parity": self.info["parity"],
+            "quantization": self.info["quantization"],
         }

@@ -28,6 +28,26 @@ _result = {
         },
     },
 }
+_multi_label_result = {
+    "type": "object",
+    "description": "A multi-label model's answer: every label's own probability (sigmoid), "
+    "and the labels whose probability is above the learner's threshold.",
+    "required": ["kind", "labels", "threshold", "predictions"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["multi-label"]},
+        "labels": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The labels past the threshold, most probable first; may be empty.",
+        },
+        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        "predictions": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/Prediction"},
+            "description": "Every label (or top_k of them), most probable first.",
+        },
+    },
+}
 _error = {
     "type": "object",
     "required": ["error"],
@@ -69,6 +89,7 @@ COMPONENTS = {
     "schemas": {
         "Prediction": _prediction,
         "Result": _result,
+        "MultiLabelResult": _multi_label_result,
         "Error": _error,
         "ImageSource": {
             "type": "object",
@@ -88,8 +109,15 @@ COMPONENTS = {
             },
         },
         "PredictResponse": {
+            "description": "A single-label model's answer (Result), or a multi-label one's "
+            "(MultiLabelResult, which says `kind`); /api/model says which the model gives.",
             "allOf": [
-                {"$ref": "#/components/schemas/Result"},
+                {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Result"},
+                        {"$ref": "#/components/schemas/MultiLabelResult"},
+                    ]
+                },
                 {
                     "type": "object",
                     "required": ["model", "elapsed_ms"],
@@ -101,7 +129,7 @@ COMPONENTS = {
                         "elapsed_ms": {"type": "number"},
                     },
                 },
-            ]
+            ],
         },
         "BatchResponse": {
             "type": "object",
@@ -112,6 +140,7 @@ COMPONENTS = {
                     "items": {
                         "oneOf": [
                             {"$ref": "#/components/schemas/Result"},
+                            {"$ref": "#/components/schemas/MultiLabelResult"},
                             {"$ref": "#/components/schemas/Error"},
                         ]
                     },
@@ -126,6 +155,8 @@ COMPONENTS = {
                 "file",
                 "sha256",
                 "runtime",
+                "kind",
+                "precision",
                 "class_count",
                 "classes",
                 "source",
@@ -138,6 +169,24 @@ COMPONENTS = {
                     "type": "object",
                     "description": "What runs the compiled graph.",
                     "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+                },
+                "kind": {
+                    "type": "string",
+                    "enum": ["single-label", "multi-label"],
+                    "description": "single-label: the top class is the answer; multi-label: "
+                    "every label above `threshold`.",
+                },
+                "threshold": {"type": "number", "nullable": True},
+                "precision": {
+                    "type": "string",
+                    "enum": ["fp32", "int8"],
+                    "description": "int8: statically quantized with `compile --int8`.",
+                },
+                "quantization": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "For int8: how it was calibrated, and its agreement with "
+                    "fp32 on held-out images.",
                 },
                 "architecture": {"type": "string"},
                 "class_count": {"type": "integer"},
@@ -176,7 +225,10 @@ COMPONENTS = {
                         "images": {"type": "integer"},
                         "tolerance": {"type": "number"},
                         "max_abs_diff": {"type": "number"},
-                        "same_top_class": {"type": "integer"},
+                        "same_labels": {
+                            "type": "integer",
+                            "description": "Images decoded to the same labels.",
+                        },
                     },
                 },
             },

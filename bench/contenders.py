@@ -58,10 +58,15 @@ def describe(settings: Settings) -> str:
     return text
 
 
-def pounce(env: dict[str, str]) -> Server:
+def pounce(env: dict[str, str], name: str = "pounce") -> Server:
     """`python -m app serve`: the defaults, changed by `env`."""
     setting = describe(load_settings(EXPORT | env))
-    return Server("pounce", [PYTHON, "-m", "app", "serve"], "/api/predict", "/readyz", env, setting)
+    return Server(name, [PYTHON, "-m", "app", "serve"], "/api/predict", "/readyz", env, setting)
+
+
+def pounce_int8(model: Path) -> Server:
+    """The same server and defaults, serving the INT8 compile of the same export."""
+    return pounce({"MODEL_PATH": str(model)}, name="pounce-int8")
 
 
 def pounce_variants() -> list[Setting]:

@@ -65,6 +65,20 @@ def missed(r: Results) -> str:
             "above), nor, tried outside this page, decoding in the inference thread or fewer "
             "requests in flight. Between runs on this machine the two p99s trade places.",
         ]
+    fp32, int8 = ours.tuned, r.runs["pounce-int8"].tuned
+    if int8.throughput < 1.5 * fp32.throughput:
+        forward_int8 = 1000 * r.ceiling_int8.best[0] / r.ceiling_int8.forward_best
+        parts += [
+            f"- **INT8 at 1.5x fp32** would be {1.5 * fp32.throughput:.0f} img/s. INT8 makes "
+            f"the forward pass {r.ceiling_int8.forward_best / r.ceiling.forward_best:.2f}x "
+            f"as fast ({forward_ms:.1f} to {forward_int8:.1f} ms per image per stream), but "
+            f"decoding and preprocessing the {LOAD_PHOTO} photo ({decode_ms:.1f} ms) stay "
+            "what they were, so even with no HTTP the INT8 model's ceiling is "
+            f"{r.ceiling_int8.with_decoding:.0f} img/s, "
+            f"{r.ceiling_int8.with_decoding / ceiling:.2f}x fp32's {ceiling:.0f}. Over HTTP "
+            f"INT8 reaches {int8.throughput / fp32.throughput:.2f}x; smaller photos (c=1 "
+            "table), whose decoding costs less, gain more.",
+        ]
     if len(parts) == 2:
         parts.append("None: every target was met in this run.")
     return "\n".join(parts) + "\n"
@@ -78,6 +92,10 @@ def servers(r: Results) -> str:
 - **pounce** is `python -m app serve` with its defaults ({runs["pounce"].setting}): one
   process serving the compiled `export.onnx` with ONNX Runtime, no torch; decoding (Pillow,
   JPEG draft mode) and preprocessing in a thread pool beside the inference workers.
+- **pounce-int8** is the same server and defaults serving `compile --int8`'s file, compiled
+  from the same export at the start of the run (INT8 beside fp32, above). A multi-label
+  model costs what a single-label one of the same network does (a sigmoid instead of a
+  softmax, and a comparison), so it has no row of its own.
 - **torchscript** is the previous Pounce, kept as the baseline: `bench/torchscript_server.py`
   serves `bench/torchscript_model.py` (fastai's `load_learner`, the learner's validation
   pipelines pinned to split_idx=1, a frozen TorchScript trace in channels-last layout)

@@ -15,6 +15,7 @@ from bench.results import CONCURRENCY, LOAD_PHOTO, SOAK_REQUESTS, TUNING_CONCURR
 C = TUNING_CONCURRENCY
 MAX_RSS_MB = 256
 MAX_READY_S = 2.0
+INT8_SPEEDUP = 1.5  # the aim for INT8's throughput over HTTP, against fp32's
 
 
 def verdict(ok: bool, shortfall: str) -> str:
@@ -77,6 +78,62 @@ def targets(r: Results) -> list[str]:
         f"{verdict(soaked and rss <= MAX_RSS_MB, rss_miss)} |",
         f"| ready ≤ {MAX_READY_S:g} s (process start to /readyz 200) | {ready:.2f} s | "
         f"{verdict(ready <= MAX_READY_S, f'{ready - MAX_READY_S:.2f} s')} |",
+        int8_target(r),
+    ]
+
+
+def int8_target(r: Results) -> str:
+    fp32, int8 = r.runs["pounce"].tuned, r.runs["pounce-int8"].tuned
+    ratio = times(int8.throughput, fp32.throughput)
+    return (
+        f"| INT8 (`compile --int8`) ≥ {INT8_SPEEDUP:g}x fp32's throughput at c={C} | "
+        f"{int8.throughput:.1f} vs {fp32.throughput:.1f} img/s = {ratio:.2f}x | "
+        f"{verdict(ratio >= INT8_SPEEDUP, short_of(int8.throughput, fp32.throughput, 1.5))} |"
+    )
+
+
+def int8(r: Results) -> list[str]:
+    """fp32 and INT8 side by side: the same server, export and photos, in the same run."""
+    held = r.int8["holdout"]
+    rows = []
+    for label, run, ceil in (
+        ("fp32", r.runs["pounce"], r.ceiling),
+        ("INT8", r.runs["pounce-int8"], r.ceiling_int8),
+    ):
+        rows.append(
+            [
+                label,
+                f"{run.tuned.throughput:.1f}",
+                f"{run.tuned.p50_ms:.0f}",
+                f"{run.tuned.p99_ms:.0f}",
+                f"{run.single[LOAD_PHOTO].p50_ms:.1f}",
+                f"{ceil.forward_best:.0f}",
+                f"{ceil.with_decoding:.0f}",
+                f"{run.rss_after_mb:.0f}",
+                f"{run.cold_start_s:.2f}",
+            ]
+        )
+    head = [
+        "precision",
+        f"img/s at c={C}",
+        "p50 ms",
+        "p99 ms",
+        f"c=1 p50 ms ({LOAD_PHOTO})",
+        "in-process forward img/s",
+        "in-process with decoding img/s",
+        "RSS after MB",
+        "ready s",
+    ]
+    return [
+        *table(head, rows),
+        "",
+        f"Agreement, measured by the compile on held-out photos ({held['folder']}, each as "
+        f"it is and mirrored; calibrated on {r.int8['calibration']['images']} others): "
+        f"fp32's answer on {held['same_labels']} of {held['images']} "
+        f"({held['agreement']:.1%}; compiling refuses below {r.int8['min_agreement']:.0%}), "
+        f"largest probability difference {held['max_abs_diff']:.3f} ({held['worst_image']})"
+        + (f"; changed: {', '.join(held['changed'])}." if held["changed"] else "."),
+        "Layers kept float: " + ", ".join(f"`{name}`" for name in r.int8["float_layers"]) + ".",
     ]
 
 
@@ -216,6 +273,10 @@ def markdown(r: Results) -> str:
         "## Start-up and memory",
         "",
         *memory(r),
+        "",
+        "## INT8 beside fp32",
+        "",
+        *int8(r),
         "",
         "## ONNX in-process ceiling (no HTTP)",
         "",

@@ -73,6 +73,8 @@ class Results:
     litserve: list[Variant]  # every LitServe setting tried
     pounce: list[Variant]  # Pounce's settings beside its defaults
     pounce_defaults: str
+    int8: dict  # the INT8 compile's quantization figures (compiler/quantize.py)
+    ceiling_int8: Ceiling  # the same in-process ceiling, for the INT8 model
 
     def all_loads(self) -> list[LoadResult]:
         """Every wrk run, for the load generator's own CPU use."""

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from app.compiling import compiled_model_path
+from app.compiling import compile_in_child, compiled_model_path
+from app.model import read_info
 from app.settings import load_settings
 from bench import ceiling
 from bench.contenders import (
@@ -32,6 +33,7 @@ from bench.contenders import (
     litserve_settings,
     naive,
     pounce,
+    pounce_int8,
     pounce_variants,
     torchscript,
 )
@@ -57,6 +59,7 @@ SOAK_SECONDS = 180  # the most the top-up to SOAK_REQUESTS may take
 # The last run's Results, so that the page can be written again (--rewrite) without
 # measuring again, when only its wording changed.
 SAVED = ROOT / "test-artifacts" / "bench-results.pickle"
+INT8_MODEL = ROOT / "test-artifacts" / "export-int8.onnx"  # compiled afresh on every run
 
 
 def benchmark(server: Server, photos: dict[str, Path], budget: Budget, port: int) -> ServerRun:
@@ -79,7 +82,7 @@ def benchmark(server: Server, photos: dict[str, Path], budget: Budget, port: int
                 flush=True,
             )
         run.requests = sum(r.ok for r in (*run.single.values(), *run.loads.values()))
-        if server.name == "pounce" and run.requests < SOAK_REQUESTS:
+        if server.name.startswith("pounce") and run.requests < SOAK_REQUESTS:
             extra = SOAK_REQUESTS - run.requests
             run.requests += load(server, photos[LOAD_PHOTO], 4, SOAK_SECONDS, extra).ok
         run.rss_after_mb = rss_mb(server.session)
@@ -165,8 +168,14 @@ def main() -> None:
             model, photos, LOAD_PHOTO, budget.ceiling_seconds, defaults.intra_op_threads
         )
         print(f"  {ceil.with_decoding:.1f} img/s with decoding", flush=True)
+        print("compiling the INT8 model (compile --int8) and measuring its ceiling...")
+        compile_in_child(ROOT / "export.pkl", INT8_MODEL, say=print, options=["--int8"])
+        ceil_int8 = ceiling.measure(
+            INT8_MODEL, photos, LOAD_PHOTO, budget.ceiling_seconds, defaults.intra_op_threads
+        )
+        print(f"  {ceil_int8.with_decoding:.1f} img/s with decoding", flush=True)
         runs = {}
-        for server in (pounce({}), torchscript(), naive()):
+        for server in (pounce({}), pounce_int8(INT8_MODEL), torchscript(), naive()):
             runs[server.name] = benchmark(server, paths, budget, args.port)
         print(f"tuning LitServe at c={TUNING_CONCURRENCY}...", flush=True)
         tried = tune(litserve_settings(model), litserve, paths[LOAD_PHOTO], budget, args.port)
@@ -187,6 +196,8 @@ def main() -> None:
         litserve=tried,
         pounce=swept,
         pounce_defaults=describe(defaults),
+        int8=read_info(INT8_MODEL)["quantization"],
+        ceiling_int8=ceil_int8,
     )
     SAVED.parent.mkdir(exist_ok=True)
     SAVED.write_bytes(pickle.dumps(results))

@@ -9,7 +9,9 @@ from compiler.torchvision_compat import ensure_torchvision
 
 ensure_torchvision()
 
+from fastai.data.transforms import MultiCategorize  # noqa: E402
 from fastai.learner import Learner, load_learner  # noqa: E402
+from fastai.losses import BCEWithLogitsLossFlat  # noqa: E402
 
 
 class CompileError(RuntimeError):
@@ -51,6 +53,27 @@ def read_learner(path: Path) -> Learner:
         raise CompileError(f"{path} is not a loadable fastai export: {exc}") from None
     vocab = getattr(learn.dls, "vocab", None)
     if vocab is None or len(vocab) == 0 or isinstance(vocab[0], list | tuple):
-        raise CompileError("the learner has no flat vocab: it is not a single-label classifier")
+        raise CompileError("the learner has no flat vocab: it is not an image classifier")
     learn.model.eval()
     return learn
+
+
+def _decodes_multi_label(learn: Learner) -> bool:
+    pipelines = getattr(learn.dls, "tfms", None) or []
+    return any(isinstance(tfm, MultiCategorize) for p in pipelines for tfm in getattr(p, "fs", []))
+
+
+def task(learn: Learner) -> dict:
+    """What `learn.predict` decodes: the top class (single-label), or every label whose
+    probability passes the loss function's threshold (multi-label, as fastai's
+    BCEWithLogitsLossFlat decodes: sigmoid, then `> thresh`)."""
+    loss = learn.loss_func
+    if type(loss) is BCEWithLogitsLossFlat:
+        return {"kind": "multi-label", "threshold": float(loss.thresh)}
+    if _decodes_multi_label(learn):
+        raise CompileError(
+            f"a multi-label learner whose loss function is {type(loss).__name__}: Pounce "
+            "compiles multi-label learners trained with BCEWithLogitsLossFlat (fastai's "
+            "default for MultiCategoryBlock), whose threshold decides the labels"
+        )
+    return {"kind": "single-label", "threshold": None}

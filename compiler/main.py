@@ -1,4 +1,4 @@
-"""`python -m compiler export.pkl -o export.onnx`: read, translate, export, prove, write.
+"""`python -m compiler export.pkl -o export.onnx [--int8]`: read, translate, export, prove, write.
 
 Usually run through `python -m app compile` or by the server itself
 (app/compiling.py), each time in a process of its own.
@@ -18,9 +18,10 @@ import torch
 
 from app.model import FORMAT, METADATA_KEY, Model
 from compiler.export import OPSET, activation_name, export_graph
-from compiler.learner import CompileError, read_learner
+from compiler.learner import CompileError, read_learner, task
 from compiler.parity import check_parity
 from compiler.pipeline import translate
+from compiler.quantize import CALIBRATION, quantize
 
 
 def _with_info(graph: bytes, info: dict) -> bytes:
@@ -42,18 +43,38 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp.name, path)
 
 
-def compile_file(source: Path, out: Path, say=print) -> dict:
-    """Compile `source` to `out` and return the metadata written into it."""
+def _loaded(graph: bytes, info: dict, folder: Path) -> Model:
+    path = folder / "candidate.onnx"
+    path.write_bytes(_with_info(graph, info))
+    return Model.load(path)
+
+
+def compile_file(
+    source: Path,
+    out: Path,
+    say=print,
+    int8: bool = False,
+    calibration: Path = CALIBRATION,
+    holdout: Path | None = None,
+) -> dict:
+    """Compile `source` to `out` and return the metadata written into it. With `int8`,
+    the proven fp32 graph is quantized, calibrated on `calibration`'s photos and checked
+    against fp32 on `holdout`'s (compiler/quantize.py)."""
     sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
     learn = read_learner(source)
     translation = translate(learn)
+    kind = task(learn)
+    threshold = "" if kind["threshold"] is None else f", threshold {kind['threshold']:g}"
     say(
-        f"compiling {source.name}: {type(learn.model).__name__}, {len(learn.dls.vocab)} classes, "
+        f"compiling {source.name}: {type(learn.model).__name__}, {kind['kind']} with "
+        f"{len(learn.dls.vocab)} classes{threshold}, "
         f"{translation.preprocessing['mode']} {translation.preprocessing['size']}"
     )
     info = {
         "format": FORMAT,
         "labels": [str(label) for label in learn.dls.vocab],
+        **kind,
+        "precision": "fp32",
         "preprocessing": translation.preprocessing,
         "graph": {
             "input": "uint8 [batch, height, width, channels]",
@@ -70,18 +91,30 @@ def compile_file(source: Path, out: Path, say=print) -> dict:
             "training_only_steps_left_out": translation.skipped,
         },
         "parity": None,
+        "quantization": None,
     }
     graph = export_graph(learn, translation)
     with tempfile.TemporaryDirectory() as tmp:
         unproven = Path(tmp) / "unproven.onnx"
         unproven.write_bytes(_with_info(graph, info))
         info["parity"] = check_parity(learn, translation, Model.load(unproven))
-    parity = info["parity"]
-    say(
-        f"parity with learn.predict: {parity['images']} images, largest difference "
-        f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), same top class "
-        f"on all"
-    )
+        parity = info["parity"]
+        say(
+            f"parity with learn.predict: {parity['images']} images, largest difference "
+            f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), same labels on all"
+        )
+        if int8:
+            graph, info["quantization"] = quantize(
+                unproven, calibration, holdout, load=lambda g: _loaded(g, info, Path(tmp))
+            )
+            info["precision"] = "int8"
+            held = info["quantization"]["holdout"]
+            say(
+                f"INT8, calibrated on {info['quantization']['calibration']['images']} photos: "
+                f"fp32's answer on {held['same_labels']} of {held['images']} held-out images "
+                f"({held['agreement']:.1%}), largest probability difference "
+                f"{held['max_abs_diff']:.2g}"
+            )
     _write(out, _with_info(graph, info))
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return info
@@ -91,8 +124,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m compiler", description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a fastai export (learn.export())")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--int8", action="store_true", help="quantize to INT8 (static)")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=CALIBRATION,
+        help="photos to calibrate INT8 with (default: the repo's example photos)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=Path,
+        help="other photos to check INT8 against fp32 on (default: 20 ImageNet photos)",
+    )
     args = parser.parse_args(argv)
     try:
-        compile_file(args.source, args.out, say=lambda line: print(line, file=sys.stderr))
+        compile_file(
+            args.source,
+            args.out,
+            say=lambda line: print(line, file=sys.stderr),
+            int8=args.int8,
+            calibration=args.calibration,
+            holdout=args.holdout,
+        )
     except CompileError as exc:
         sys.exit(f"error: cannot compile {args.source}: {exc}")

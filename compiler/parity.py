@@ -5,7 +5,8 @@ allow-listed decoders, JPEG draft decoding, EXIF orientation, any mode to
 8-bit RGB) converted to the learner's image mode. From there, one side runs
 the server's preprocessing and the compiled graph in ONNX Runtime, the other
 fastai's `learn.predict`. Every probability must agree to TOLERANCE and the
-top class must be the same, or compiling fails.
+decoded labels must be the same (the top class; for a multi-label learner,
+the labels past its threshold), or compiling fails.
 
 The set is made with Pillow from the repo's example photos, so it is the same
 wherever the compiler runs (a container build included): the photos as they
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.learner import Learner
+from fastai.losses import BCEWithLogitsLossFlat
 from PIL import Image
 
 from app.images import open_image
@@ -68,12 +70,19 @@ def parity_images() -> Iterator[tuple[str, bytes]]:
     yield "12 MP", _encode(coffee.resize((4000, 3000), Image.BICUBIC), "JPEG", quality=90)
 
 
-def _reference(learn: Learner, translation: Translation, image: Image.Image) -> np.ndarray:
+def _reference(
+    learn: Learner, translation: Translation, image: Image.Image
+) -> tuple[np.ndarray, set[int]]:
+    """learn.predict's probabilities and the label indices it decodes: its top class, or
+    for a multi-label learner the labels its loss function's threshold passes."""
     with learn.no_bar():
-        _, _, probs = learn.predict(translation.image_type.create(image))
+        _, decoded, probs = learn.predict(translation.image_type.create(image))
     if getattr(learn.loss_func, "activation", None) is None:
         probs = torch.softmax(probs, dim=-1)  # as the graph does (compiler/export.py)
-    return probs.float().numpy()
+    probs = probs.float().numpy()
+    if type(learn.loss_func) is BCEWithLogitsLossFlat:
+        return probs, {int(i) for i in np.flatnonzero(decoded.numpy())}
+    return probs, {int(probs.argmax())}
 
 
 def check_parity(learn: Learner, translation: Translation, model: Model) -> dict:
@@ -82,9 +91,9 @@ def check_parity(learn: Learner, translation: Translation, model: Model) -> dict
     for name, data in parity_images():
         image = open_image(data, MAX_PIXELS, model.draft_size).convert(model.preprocessor.mode)
         served = model.predict_batch([model.preprocess(image)])[0]
-        expected = _reference(learn, translation, image)
+        expected, labels = _reference(learn, translation, image)
         diff = float(np.abs(served - expected).max())
-        same = int(served.argmax()) == int(expected.argmax())
+        same = set(model.decision(served)) == labels
         results.append((name, diff, same))
     worst = max(results, key=lambda result: result[1])
     failed = [(n, d) for n, d, same in results if d > TOLERANCE or not same]
@@ -92,13 +101,13 @@ def check_parity(learn: Learner, translation: Translation, model: Model) -> dict
         listed = ", ".join(f"{name} (max difference {diff:.2g})" for name, diff in failed)
         raise CompileError(
             f"the compiled model does not match learn.predict to {TOLERANCE:g} with the same "
-            f"top class on {len(failed)} of {len(results)} images: {listed}"
+            f"labels on {len(failed)} of {len(results)} images: {listed}"
         )
     return {
         "images": len(results),
         "tolerance": TOLERANCE,
         "max_abs_diff": worst[1],
         "worst_image": worst[0],
-        "same_top_class": len(results),
+        "same_labels": len(results),
         "set": [name for name, _, _ in results],
     }

@@ -84,20 +84,21 @@ fi
 cat /etc/ssl/certs/ca-certificates.crt /usr/local/share/ca-certificates/*.crt \
     >"$work/ca-bundle.pem" 2>/dev/null || true
 
-build() {
-    local target=$1
+build() {  # build TARGET TAG [more docker build arguments]
+    local target=$1 tag=$2
+    shift 2
     local started=$SECONDS
     docker build --network host --progress=plain --target "$target" \
-        --build-arg BASE_IMAGE="$BASE" "${index_arg[@]}" \
+        --build-arg BASE_IMAGE="$BASE" "${index_arg[@]}" "$@" \
         --secret id=pip_cert,src="$work/ca-bundle.pem" \
-        -t "pounce:$target" . >"$work/build-$target.log" 2>&1 ||
-        { tail -n 60 "$work/build-$target.log"; exit 1; }
-    echo "built pounce:$target in $((SECONDS - started)) s"
+        -t "pounce:$tag" . >"$work/build-$tag.log" 2>&1 ||
+        { tail -n 60 "$work/build-$tag.log"; exit 1; }
+    echo "built pounce:$tag in $((SECONDS - started)) s"
 }
 log "building the runtime image"
-build runtime
+build runtime runtime
 log "building the dev image"
-build dev
+build dev dev
 
 wait_ready() {
     local started=$SECONDS
@@ -172,6 +173,19 @@ set -e
 echo "$refusal"
 [ "$refused" = 1 ] && [ "$(printf '%s\n' "$refusal" | wc -l)" = 1 ]
 case "$refusal" in *"fastai isn't installed here"*"python -m app compile"*) ;; *) exit 1 ;; esac
+
+log "building and running the INT8 runtime image (PRECISION=int8)"
+build runtime runtime-int8 --build-arg PRECISION=int8
+grep -o "INT8, calibrated on .*" "$work/build-runtime-int8.log" | head -n1
+docker run -d --name "$NAME" --network host -e HOST=127.0.0.1 -e PORT="$PORT" \
+    "pounce:runtime-int8" >/dev/null
+wait_ready
+classify_cat
+precision=$(curl -fsS "http://127.0.0.1:$PORT/api/model" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["precision"])')
+echo "/api/model says precision $precision"
+[ "$precision" = int8 ]
+docker rm -f "$NAME" >/dev/null
 
 # A Heroku Standard-1X / Eco dyno has 512 MB. Two processes (WEB_CONCURRENCY=2) in a
 # container limited to 512 MB (no swap) take 400 predictions, 8 at a time.

@@ -64,27 +64,39 @@
     errorBox.hidden = false;
   }
 
+  // Drawn as templates/index.html draws it without JavaScript: a single-label answer as
+  // its top class and bars; a multi-label one as the labels past the threshold, then
+  // every label as a bar with the threshold marked.
   function showResult(result) {
     busy(false);
-    const bars = el("ol", { class: "bars" });
+    const multi = result.kind === "multi-label";
+    const bars = el("ol", { class: multi ? "bars multi-label" : "bars" });
+    if (multi) bars.style.setProperty("--threshold", percent(result.threshold));
     result.predictions.forEach((p) => {
       const fill = el("span");
       fill.style.width = percent(p.probability);
       bars.append(
         el(
           "li",
-          {},
+          multi && result.labels.includes(p.label) ? { class: "pass" } : {},
           el("span", { class: "bar-label" }, p.label),
           el("span", { class: "bar", "aria-hidden": "true" }, fill),
           el("span", { class: "bar-value" }, percent(p.probability)),
         ),
       );
     });
-    resultBox.replaceChildren(
-      el("h2", {}, "It looks like ", el("strong", { class: "top-label" }, result.label)),
-      el("p", { class: "muted" }, `${percent(result.probability)} sure · ${result.elapsed_ms} ms`),
-      bars,
-    );
+    let heading, detail;
+    if (!multi) {
+      heading = el("h2", {}, "It looks like ", el("strong", { class: "top-label" }, result.label));
+      detail = `${percent(result.probability)} sure`;
+    } else if (result.labels.length) {
+      const chips = result.labels.map((label) => el("strong", { class: "top-label" }, label));
+      heading = el("h2", {}, "It shows ", el("span", { class: "passing" }, ...chips));
+    } else {
+      heading = el("h2", {}, "No label passes the threshold");
+    }
+    if (multi) detail = `Labels above ${percent(result.threshold)} (the dashed line) pass`;
+    resultBox.replaceChildren(heading, el("p", { class: "muted" }, `${detail} · ${result.elapsed_ms} ms`), bars);
     resultBox.hidden = false;
   }
 

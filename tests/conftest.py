@@ -131,6 +131,14 @@ def make_settings(**env: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def colours_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The multi-label fixture learner (tests/learners.py), trained once a session."""
+    from tests.learners import train_colours
+
+    return train_colours(tmp_path_factory.mktemp("colours"))
+
+
+@pytest.fixture(scope="session")
 def client() -> Iterator[TestClient]:
     """The app with default settings, its lifespan run (model loaded and warm)."""
     with TestClient(create_app(make_settings())) as test_client:

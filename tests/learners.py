@@ -3,6 +3,8 @@
 - `default_network_learner`: the default model's network and 1,000 classes behind
   other item transforms (squish, pad, RandomResizedCrop...), built with a DataBlock.
 - `train_digits`: a tiny greyscale CNN trained in seconds on scikit-learn's digits.
+- `train_colours`: a tiny multi-label CNN trained in seconds on pictures that each
+  carry two or three coloured squares, labelled with their colours.
 - `custom_layer_learner`: a small network with a layer the ONNX exporter can't export.
 """
 
@@ -112,6 +114,93 @@ def train_digits(root: Path) -> Path:
     assert learn.validate()[1] > 0.8
     learn.export("digits.pkl")
     return root / "digits.pkl"
+
+
+# The multi-label fixture's labels: the colours of the squares a picture carries.
+COLOURS = {
+    "blue": (30, 60, 220),
+    "green": (30, 180, 40),
+    "red": (220, 30, 30),
+    "white": (250, 250, 250),
+    "yellow": (240, 220, 20),
+}
+
+
+def colour_picture(names: list[str], rng: np.random.Generator) -> Image.Image:
+    """A grey 48x48 picture with a 12x12 square of each named colour, placed at random."""
+    from PIL import ImageDraw
+
+    picture = Image.new("RGB", (48, 48), (110, 110, 110))
+    draw = ImageDraw.Draw(picture)
+    for name in names:
+        x, y = (int(v) for v in rng.integers(0, 36, size=2))
+        draw.rectangle([x, y, x + 11, y + 11], fill=COLOURS[name])
+    return picture
+
+
+def colour_names(rng: np.random.Generator) -> list[str]:
+    """Two or three of the colours, sorted."""
+    return sorted(str(n) for n in rng.choice(list(COLOURS), size=rng.integers(2, 4), replace=False))
+
+
+def colour_pictures(count: int, seed: int = 1) -> list[tuple[list[str], bytes]]:
+    """Fresh PNG pictures (not the training set), each with the colours it carries."""
+    from tests.conftest import encode
+
+    rng = np.random.default_rng(seed)
+    made = []
+    for _ in range(count):
+        names = colour_names(rng)
+        made.append((names, encode(colour_picture(names, rng), "PNG")))
+    return made
+
+
+def train_colours(root: Path) -> Path:
+    """A multi-label learner (MultiCategoryBlock, so BCEWithLogitsLossFlat at threshold
+    0.5) on 400 pictures, exported to root/colours.pkl."""
+    import torch
+    from fastai.vision.all import (
+        DataBlock,
+        ImageBlock,
+        ItemGetter,
+        Learner,
+        MultiCategoryBlock,
+        Resize,
+        accuracy_multi,
+        set_seed,
+    )
+
+    rng = np.random.default_rng(0)
+    items = []
+    for index in range(400):
+        names = colour_names(rng)
+        path = root / f"{index}.png"
+        colour_picture(names, rng).save(path)
+        items.append([path, names])  # lists, not tuples: fastai maps transforms over tuples
+    dls = DataBlock(
+        blocks=(ImageBlock, MultiCategoryBlock),
+        get_x=ItemGetter(0),
+        get_y=ItemGetter(1),
+        splitter=lambda items: (list(range(320)), list(range(320, 400))),
+        item_tfms=Resize(48),
+    ).dataloaders(items, bs=32, num_workers=0)
+    set_seed(0, reproducible=True)
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, len(COLOURS)),
+    )
+    learn = Learner(dls, network, metrics=accuracy_multi, path=root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learn.fit_one_cycle(10, 1e-2)
+    assert learn.validate()[1] > 0.95
+    learn.export("colours.pkl")
+    return root / "colours.pkl"
 
 
 # A module of the user's, defining a layer built on torch.logaddexp, which the ONNX

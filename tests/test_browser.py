@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CAT_CLASSES, ROOT, ImageServer
+from tests.learners import colour_pictures
 from tests.live import Live, serve
 
 CHROMIUM = shutil.which("chromium")
@@ -162,6 +163,35 @@ def test_without_javascript_the_forms_still_work(browser, live: Live) -> None:
     assert page.inner_text(".top-label") in CAT_CLASSES
     assert page.url.endswith("/api/predict")
     context.close()
+
+
+def test_multi_label_answer_shows_passing_labels_and_the_threshold(
+    browser, colours_model: Path, tmp_path: Path
+) -> None:
+    """The passing labels first, then every label as a bar with the threshold marked."""
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(colour_pictures(1, seed=5)[0][1])
+    with serve(tmp_path, MODEL_PATH=str(colours_model)) as server:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{server.port}/")
+        page.set_input_files("#file", str(picture))
+        page.wait_for_selector("#result .passing", timeout=20_000)
+        chips = page.locator("#result .passing .top-label").all_inner_texts()
+        passing = page.locator("#result .bars li.pass .bar-label").all_inner_texts()
+        assert chips == passing and len(chips) >= 2
+        assert page.locator("#result .bars.multi-label li").count() == 5
+        threshold = page.eval_on_selector(
+            "#result .bars", "e => getComputedStyle(e).getPropertyValue('--threshold')"
+        )
+        assert threshold.strip() == "50.0%"
+        marker = page.eval_on_selector(
+            "#result .bar", "e => getComputedStyle(e, '::after').borderLeftStyle"
+        )
+        assert marker == "dashed"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "home-multi-label.png"), full_page=True)
+        context.close()
 
 
 def test_screenshots_desktop_and_phone(browser, live: Live) -> None:

@@ -1,0 +1,125 @@
+"""INT8 as a compile option: static quantization, checked against fp32 on held-out
+photos that are not the calibration photos, refused below the stated agreement,
+and served by the same app, which says it is INT8."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from app.model import Model
+from compiler.learner import CompileError
+from compiler.main import compile_file
+from compiler.quantize import CALIBRATION, MIN_AGREEMENT
+from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, make_settings
+from tests.learners import colour_pictures
+
+
+@pytest.fixture(scope="module")
+def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model compiled with `python -m app compile --int8`, as a user would."""
+    out = tmp_path_factory.mktemp("int8") / "export-int8.onnx"
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "compile", str(MODEL), "-o", str(out), "--int8"],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "INT8, calibrated on 3 photos: fp32's answer on" in run.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8_client(int8_model: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(MODEL_PATH=str(int8_model)))) as client:
+        yield client
+
+
+def test_agreement_is_measured_on_held_out_photos(int8_model: Path) -> None:
+    info = Model.load(int8_model).info
+    assert info["precision"] == "int8"
+    quantization = info["quantization"]
+    held = quantization["holdout"]
+    calibration = {p.name for p in CALIBRATION.glob("*.jpg")}
+    assert quantization["calibration"]["images"] == len(calibration) == 3
+    assert held["images"] == 40 and not calibration & {n.split()[0] for n in held["set"]}
+    assert held["agreement"] == held["same_labels"] / held["images"] >= MIN_AGREEMENT >= 0.95
+    assert held["max_abs_diff"] < 0.2
+    assert quantization["min_agreement"] == MIN_AGREEMENT
+    # The parity figures are fp32's with learn.predict; quantization is checked against fp32.
+    assert info["parity"]["max_abs_diff"] <= 1e-4
+    assert Model.load(int8_model).labels == Model.load(COMPILED).labels
+
+
+def test_served_and_says_int8(int8_client: TestClient, chelsea_jpeg: bytes, coffee_png) -> None:
+    meta = int8_client.get("/api/model").json()
+    assert meta["precision"] == "int8" and meta["quantization"]["holdout"]["images"] == 40
+    assert meta["kind"] == "single-label"
+    cat = int8_client.post("/api/predict", files={"file": ("c.jpg", chelsea_jpeg)}).json()
+    assert cat["label"] in CAT_CLASSES
+    coffee = int8_client.post("/api/predict", files={"file": ("c.png", coffee_png)}).json()
+    assert coffee["label"] == "espresso"
+
+
+def test_close_to_fp32(int8_model: Path, chelsea, coffee) -> None:
+    fp32, int8 = Model.load(COMPILED), Model.load(int8_model)
+    for image in (chelsea, coffee):
+        expected = fp32.predict_batch([fp32.preprocess(image)])[0]
+        got = int8.predict_batch([int8.preprocess(image)])[0]
+        assert got.argmax() == expected.argmax() and np.abs(got - expected).max() < 0.2
+        assert abs(float(got.sum()) - 1) < 1e-4  # the activation stayed float
+
+
+def test_refused_below_the_agreement(tmp_path: Path) -> None:
+    """Calibrated on one flat grey picture, the ranges fit nothing real: refused, by
+    how much, and no file is written."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (224, 224), (128, 128, 128)).save(flat / "grey.png")
+    out = tmp_path / "m.onnx"
+    with pytest.raises(CompileError, match=r"held-out images \(\d+%\), below the 95% required"):
+        compile_file(MODEL, out, say=lambda line: None, int8=True, calibration=flat)
+    assert not out.exists()
+
+
+def test_held_out_photos_may_not_be_calibration_photos(tmp_path: Path) -> None:
+    with pytest.raises(CompileError, match="must not be calibration photos"):
+        compile_file(
+            MODEL,
+            tmp_path / "m.onnx",
+            say=lambda line: None,
+            int8=True,
+            calibration=CALIBRATION,
+            holdout=CALIBRATION,
+        )
+
+
+def test_multi_label_int8_keeps_the_passing_labels(colours_model: Path, tmp_path: Path) -> None:
+    """A multi-label learner quantized on the user's own pictures: agreement means the
+    same labels past the threshold."""
+    for folder, seed in (("calibration", 21), ("holdout", 22)):
+        (tmp_path / folder).mkdir()
+        for index, (_, data) in enumerate(colour_pictures(12, seed=seed)):
+            (tmp_path / folder / f"{index}.png").write_bytes(data)
+    info = compile_file(
+        colours_model,
+        tmp_path / "colours-int8.onnx",
+        say=lambda line: None,
+        int8=True,
+        calibration=tmp_path / "calibration",
+        holdout=tmp_path / "holdout",
+    )
+    held = info["quantization"]["holdout"]
+    assert info["kind"] == "multi-label" and info["precision"] == "int8"
+    assert held["images"] == 24 and held["agreement"] >= MIN_AGREEMENT
+    assert Model.load(tmp_path / "colours-int8.onnx").threshold == 0.5

@@ -1,0 +1,133 @@
+"""Multi-label learners: every label's probability, and the labels past the threshold.
+
+The fixture (tests/learners.py) is trained here in seconds on pictures carrying two
+or three coloured squares, exported as a user would, and served through MODEL_PATH:
+the server compiles it (parity with learn.predict included) and answers with the
+labels fastai's `learn.predict` decodes.
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastai.vision.core import PILImage
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from compiler.learner import read_learner
+from tests.conftest import ROOT, make_settings
+from tests.learners import COLOURS, colour_pictures
+
+
+@pytest.fixture(scope="module")
+def colours_client(colours_model: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(MODEL_PATH=str(colours_model)))) as client:
+        yield client
+
+
+def upload(client: TestClient, data: bytes, **params: str) -> dict:
+    response = client.post("/api/predict", params=params, files={"file": ("p.png", data)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_model_says_it_is_multi_label(colours_client: TestClient) -> None:
+    meta = colours_client.get("/api/model").json()
+    assert meta["kind"] == "multi-label" and meta["threshold"] == 0.5
+    assert meta["classes"] == sorted(COLOURS) and meta["precision"] == "fp32"
+    parity = meta["parity"]
+    assert parity["same_labels"] == parity["images"] >= 17 and parity["max_abs_diff"] <= 1e-4
+
+
+def test_served_labels_are_learn_predicts(colours_client: TestClient, colours_model: Path) -> None:
+    learn = read_learner(colours_model)
+    right = 0
+    made = colour_pictures(30)
+    for names, data in made:
+        body = upload(colours_client, data)
+        with learn.no_bar():
+            decoded, _, probs = learn.predict(PILImage.create(io.BytesIO(data)))
+        index = learn.dls.vocab.o2i
+        assert body["labels"] == sorted(decoded, key=lambda label: -probs[index[label]])
+        served = {p["label"]: p["probability"] for p in body["predictions"]}
+        assert set(served) == set(COLOURS)  # every label, by default
+        for label, probability in served.items():
+            assert abs(probability - float(probs[index[label]])) < 1e-4
+        right += sorted(body["labels"]) == names
+    assert right / len(made) > 0.9  # and the learner learned: most pictures exactly right
+
+
+def test_answer_shape(colours_client: TestClient) -> None:
+    ((_, data),) = colour_pictures(1, seed=7)
+    body = upload(colours_client, data)
+    assert body["kind"] == "multi-label" and body["threshold"] == 0.5
+    assert "label" not in body and body["model"] == "colours.pkl"
+    probabilities = [p["probability"] for p in body["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    passing = [p["label"] for p in body["predictions"] if p["probability"] > 0.5]
+    assert body["labels"] == passing
+    # top_k trims the list of probabilities, never the labels that pass.
+    trimmed = upload(colours_client, data, top_k="1")
+    assert len(trimmed["predictions"]) == 1 and trimmed["labels"] == body["labels"]
+    assert (
+        colours_client.post("/api/predict?top_k=6", files={"file": ("p.png", data)}).json()[
+            "error"
+        ]["code"]
+        == "invalid_top_k"
+    )
+
+
+def test_batch_answers_are_multi_label(colours_client: TestClient) -> None:
+    made = colour_pictures(3, seed=3)
+    response = colours_client.post(
+        "/api/predict/batch",
+        files=[("file", (f"{i}.png", data)) for i, (_, data) in enumerate(made)]
+        + [("file", ("bad.png", b"not an image"))],
+    )
+    results = response.json()["results"]
+    assert [r.get("kind") for r in results[:3]] == ["multi-label"] * 3
+    assert results[3]["error"]["code"] == "unsupported_media_type"
+
+
+def test_page_shows_passing_labels_then_bars_with_the_threshold(
+    colours_client: TestClient,
+) -> None:
+    """The no-JavaScript form post: the server renders what static/app.js draws."""
+    ((_, data),) = colour_pictures(1, seed=5)
+    response = colours_client.post(
+        "/api/predict", files={"file": ("p.png", data)}, headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 200
+    html = response.text
+    body = upload(colours_client, data)
+    chips = html[html.index('class="passing"') : html.index("</h2>", html.index('class="passing"'))]
+    assert [label in chips for label in body["labels"]] == [True] * len(body["labels"])
+    assert 'class="bars multi-label" style="--threshold: 50.0%"' in html
+    assert html.count('<li class="pass">') == len(body["labels"])
+    assert html.count('class="bar-label"') == len(COLOURS)
+
+
+def test_cli_prints_the_same_answers(
+    colours_client: TestClient, colours_model: Path, tmp_path: Path
+) -> None:
+    made = colour_pictures(2, seed=11)
+    for index, (_, data) in enumerate(made):
+        (tmp_path / f"{index}.png").write_bytes(data)
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "predict", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PATH": str(colours_model)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    for line, (_, data) in zip(lines, made, strict=True):
+        assert line["kind"] == "multi-label" and len(line["predictions"]) == len(COLOURS)
+        assert line["labels"] == upload(colours_client, data)["labels"]
