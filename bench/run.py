@@ -72,6 +72,8 @@ def benchmark(server: Server, photos: dict[str, Path], budget: Budget, port: int
         print(f"  ready in {run.cold_start_s:.2f} s, {run.rss_ready_mb:.0f} MB", flush=True)
         for name, path in photos.items():
             run.single[name] = load(server, path, 1, budget.single_seconds, budget.single_requests)
+            if not run.single[name].ok:  # a broken server, not a slow one: stop here
+                raise SystemExit(f"{server.name} answered none of its requests for {name}")
         for c in CONCURRENCY:
             result = load(server, photos[LOAD_PHOTO], c, budget.seconds, budget.requests)
             run.loads[c] = result

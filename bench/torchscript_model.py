@@ -7,7 +7,7 @@ the network runs as a frozen TorchScript trace in channels-last layout. It
 implements app.model.Model's interface, so bench/torchscript_server.py serves
 it through the app's own HTTP stack and only the model differs. Tensors stay
 tensors (the old code's own types): Predictor only queues what `preprocess`
-returns and hands rows of `predict_batch`'s result back to `top_k`.
+returns and hands rows of `predict_batch`'s result back to `result`.
 Benchmark use only.
 """
 
@@ -26,11 +26,16 @@ from fastai.vision.core import PILBase, PILImage  # noqa: E402
 from fasttransform import Pipeline  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from app.model import Model  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 
 class TorchScriptModel:
     """A single-label fastai image classifier, traced and frozen."""
+
+    kind, threshold = "single-label", None
+    # The served model's own answer-making, over this class's top_k.
+    default_top_k, result = Model.default_top_k, Model.result
 
     def __init__(self, learn: Learner, path: Path) -> None:
         self.path = path
