@@ -1,8 +1,8 @@
 """A compiled model, served by ONNX Runtime: no torch, no fastai.
 
 A compiled file (`python -m app compile`, compiler/) is one ONNX graph that
-takes a batch of uint8 HWC images and returns probabilities (fp32, or INT8 with
-`compile --int8`): uint8 to float,
+takes a batch of uint8 HWC images and returns probabilities (its network in
+fp32, or in INT8 with `compile --int8`): uint8 to float,
 fastai's IntToFloatTensor and Normalize, the network and the loss function's
 activation are all inside it. Its metadata, under the key "pounce", carries
 everything else: the labels, the kind of classifier (single-label: the top

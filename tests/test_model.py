@@ -104,6 +104,8 @@ def test_top_k_is_sorted_and_bounded(model: Model, coffee) -> None:
 def test_metadata_says_runtime_source_and_parity(model: Model) -> None:
     meta = model.metadata()
     assert meta["class_count"] == 1000 and meta["input_size"] == [224, 224]
+    assert meta["kind"] == "single-label" and meta["threshold"] is None
+    assert meta["precision"] == "fp32" and meta["quantization"] is None  # the default
     assert meta["runtime"]["name"] == "onnxruntime"
     divide, normalize = meta["graph"]["batch_transforms"]
     assert divide == {"op": "divide", "by": 255.0}

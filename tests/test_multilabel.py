@@ -131,3 +131,14 @@ def test_cli_prints_the_same_answers(
     for line, (_, data) in zip(lines, made, strict=True):
         assert line["kind"] == "multi-label" and len(line["predictions"]) == len(COLOURS)
         assert line["labels"] == upload(colours_client, data)["labels"]
+
+
+def test_openapi_describes_both_kinds(colours_client: TestClient) -> None:
+    schemas = colours_client.get("/openapi.json").json()["components"]["schemas"]
+    kinds = schemas["PredictResponse"]["allOf"][0]["oneOf"]
+    assert {k["$ref"].rsplit("/", 1)[1] for k in kinds} == {"Result", "MultiLabelResult"}
+    multi = schemas["MultiLabelResult"]
+    assert set(multi["required"]) == {"kind", "labels", "threshold", "predictions"}
+    batch_items = schemas["BatchResponse"]["properties"]["results"]["items"]["oneOf"]
+    assert {"$ref": "#/components/schemas/MultiLabelResult"} in batch_items
+    assert schemas["ModelInfo"]["properties"]["kind"]["enum"] == ["single-label", "multi-label"]
