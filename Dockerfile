@@ -57,12 +57,13 @@ COPY ${MODEL} model/
 ARG PRECISION=fp32
 ARG CALIBRATION=static/examples
 COPY ${CALIBRATION} calibration/
-RUN case "$PRECISION" in \
-        fp32) int8= ;; \
-        int8) int8="--int8 --calibration calibration" ;; \
+RUN set --; \
+    case "$PRECISION" in \
+        fp32) ;; \
+        int8) set -- --int8 --calibration calibration ;; \
         *) echo "PRECISION must be fp32 or int8, not $PRECISION" >&2; exit 1 ;; \
     esac; \
-    python -m compiler "model/$(basename "$MODEL")" -o /opt/model/model.onnx $int8
+    python -m compiler "model/$(basename "$MODEL")" -o /opt/model/model.onnx "$@"
 
 FROM build AS dev
 ENV PYTHONUNBUFFERED=1 \
