@@ -18,7 +18,7 @@ class Overloaded(ApiError):
     """A 503 that tells the client when to come back."""
 
     def __init__(self, code: str, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(503, code, message)
+        super().__init__(code, message)
         self.headers = {"Retry-After": str(retry_after_s)}
 
 

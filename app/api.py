@@ -21,32 +21,18 @@ from app.pages import render_page
 
 
 def _top_k(request: Request) -> int:
-    model = request.app.state.predictor.model
-    classes = len(model.labels)
-    raw = request.query_params.get("top_k")
-    if raw is None:
-        return model.default_top_k(request.app.state.settings.top_k)
-    if not raw.isdigit() or not 1 <= int(raw) <= classes:
-        raise ApiError(
-            422,
-            "invalid_top_k",
-            f"top_k must be an integer from 1 to {classes}, not {raw[:20]!r}.",
-        )
-    return int(raw)
+    return request.app.state.classifier.top_k(request.query_params.get("top_k"))
 
 
 async def _image_bytes(request: Request, source: str | bytes) -> bytes:
-    """The image itself: fetched when it is a URL, its bytes counted against the
-    request's share of the upload budget. No prediction slot is held meanwhile."""
-    if isinstance(source, bytes):
-        return source
-    return await request.app.state.fetcher.fetch(source, request.state.reservation)
+    """The image itself, its bytes counted against the request's share of the upload
+    budget. No prediction slot is held meanwhile."""
+    return await request.app.state.classifier.image_bytes(source, request.state.reservation)
 
 
 async def _predict(request: Request, data: bytes, top_k: int) -> dict:
     """Decode and classify: the CPU work, which runs only inside a prediction slot."""
-    predictor = request.app.state.predictor
-    return predictor.model.result(await predictor.predict(data), top_k)
+    return await request.app.state.classifier.classify(data, top_k)
 
 
 async def _classify(request: Request, source: str | bytes, top_k: int) -> dict:
@@ -110,7 +96,7 @@ class Predict(HTTPEndpoint):
         top_k = _top_k(request)
         source = await single_source(request)
         result = await until_disconnect(request, _classify(request, source, top_k))
-        result["model"] = request.app.state.predictor.model.name
+        result["model"] = request.app.state.classifier.model.name
         result["elapsed_ms"] = _elapsed_ms(started)
         if wants_html(request):
             return render_page(request, result=result)
@@ -155,7 +141,7 @@ async def predict_batch(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "results": results,
-            "model": request.app.state.predictor.model.name,
+            "model": request.app.state.classifier.model.name,
             "elapsed_ms": _elapsed_ms(started),
         }
     )
@@ -236,5 +222,5 @@ async def readyz(request: Request) -> JSONResponse:
       503: {$ref: '#/components/responses/Error'}
     """
     if not request.app.state.ready:
-        raise ApiError(503, "not_ready", "The model is not loaded, or the server is stopping.")
+        raise ApiError("not_ready", "The model is not loaded, or the server is stopping.")
     return JSONResponse({"status": "ready"})

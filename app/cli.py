@@ -106,34 +106,31 @@ def expand(inputs: list[str]) -> Iterator[str]:
             )
 
 
-async def _predict_all(settings: Settings, sources: list[str], top_k: int | None) -> int:
-    from app.batching import Predictor
+async def _predict_all(settings: Settings, sources: list[str], top_k: str | None) -> int:
+    """Classify every source through the server's own path (app/classify.py), printing one
+    JSON line each; the number that failed."""
+    from app.classify import Classifier
     from app.compiling import load_model
     from app.errors import ApiError
-    from app.fetch import Fetcher
 
-    model = load_model(settings)
-    top_k = top_k or model.default_top_k(settings.top_k)
-    predictor = Predictor.from_settings(model, settings)
-    fetcher = Fetcher.from_settings(settings)
-    await predictor.start()
-    await fetcher.start()
+    classifier = Classifier.from_settings(load_model(settings), settings)
+    try:
+        k = classifier.top_k(top_k)
+    except ApiError as exc:
+        sys.exit(f"error: {exc.message}")
+    await classifier.start()
 
     async def one(source: str) -> dict:
         try:
             if source.startswith(("http://", "https://")):
-                data = await fetcher.fetch(source)
+                data = await classifier.image_bytes(source)
             else:
                 data = Path(source).read_bytes()
-            probs = await predictor.predict(data)
+            return {"source": source, **await classifier.classify(data, k)}
         except ApiError as exc:
             return {"source": source, **exc.body()}
         except OSError as exc:
-            return {
-                "source": source,
-                "error": {"code": "unreadable", "message": str(exc)},
-            }
-        return {"source": source, **model.result(probs, top_k)}
+            return {"source": source, "error": {"code": "unreadable", "message": str(exc)}}
 
     failures = 0
     try:
@@ -144,8 +141,7 @@ async def _predict_all(settings: Settings, sources: list[str], top_k: int | None
                     print(json.dumps(line), flush=True)
                     bar.update()
     finally:
-        await fetcher.close()
-        await predictor.stop()
+        await classifier.close()
     return failures
 
 
@@ -196,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.set_defaults(func=serve)
     predict_cmd = commands.add_parser("predict", help="classify files, folders or URLs")
     predict_cmd.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
-    predict_cmd.add_argument("--top-k", type=int, default=None, help="classes per image")
+    predict_cmd.add_argument(
+        "--top-k", default=None, help="classes per image, 1 to the model's (as the API's top_k)"
+    )
     predict_cmd.set_defaults(func=predict)
     compile_cmd = commands.add_parser(
         "compile", help="compile a fastai export into the .onnx file the server runs"

@@ -13,17 +13,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from app.error_codes import ERRORS
+
 logger = logging.getLogger("app")
 
 
 class ApiError(Exception):
-    """A request the app refuses, with the status and stable code to answer."""
+    """A request the app refuses, with a stable code from the table in
+    app/error_codes.py, which gives its status unless the code has several."""
 
     headers: dict[str, str] | None = None
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = status or ERRORS[code].status
         self.code = code
         self.message = message
 
@@ -39,6 +42,7 @@ _HTTP_CODES = {
     404: ("not_found", "There is nothing at this path."),
     405: ("method_not_allowed", "This path does not accept that method."),
 }
+INTERNAL_ERROR = "Something went wrong on our side."
 
 
 def wants_html(request: Request) -> bool:
@@ -72,11 +76,11 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405s, in our shape."""
     assert isinstance(exc, HTTPException)
-    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+    code, message = _HTTP_CODES.get(exc.status_code, ("bad_request", str(exc.detail)))
     if exc.headers and "Allow" in exc.headers:
         request.scope["allow"] = exc.headers["Allow"]
         message = f"This path accepts {exc.headers['Allow']}."
-    return render(request, ApiError(exc.status_code, code, message))
+    return render(request, ApiError(code, message, status=exc.status_code))
 
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for it; no client ever sees it
@@ -90,15 +94,16 @@ async def handle_client_gone(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    """A fault of ours. Starlette runs this outside every middleware, so the request id
+    RequestContext gave the request is added here, to the body, the header and the log
+    line with the traceback, which stays on the server."""
+    rid = request_id(request)
+    logger.exception(
+        "unhandled error on %s %s", request.method, request.url.path, extra={"request_id": rid}
+    )
+    error = ApiError("internal_error", INTERNAL_ERROR)
     return JSONResponse(
-        {
-            "error": {
-                "code": "internal_error",
-                "message": "Something went wrong on our side.",
-            }
-        },
-        status_code=500,
+        error.body(rid), status_code=error.status, headers={"X-Request-ID": rid} if rid else None
     )
 
 

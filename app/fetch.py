@@ -26,7 +26,6 @@ USER_AGENT = "Pounce/1.0 (image classifier)"
 
 def _refused(host: str) -> ApiError:
     return ApiError(
-        422,
         "url_not_allowed",
         f"The URL's host {host} is a loopback, private, link-local or otherwise "
         "non-public address, which this server does not fetch.",
@@ -76,14 +75,14 @@ def check_url(text: str, allow_private: bool) -> URL:
     try:
         url = URL(text.strip())
     except (ValueError, TypeError):
-        raise ApiError(400, "invalid_url", "The URL is not valid.") from None
+        raise ApiError("invalid_url", "The URL is not valid.") from None
     if url.scheme not in ("http", "https"):
-        raise ApiError(400, "invalid_url", "Only http:// and https:// URLs can be fetched.")
+        raise ApiError("invalid_url", "Only http:// and https:// URLs can be fetched.")
     if not url.host:
-        raise ApiError(400, "invalid_url", "The URL has no host.")
+        raise ApiError("invalid_url", "The URL has no host.")
     labels = url.host.rstrip(".").split(".")
     if len(url.host) > 253 or not all(0 < len(label) <= 63 for label in labels):
-        raise ApiError(400, "invalid_url", "The URL's host is not a valid name.")
+        raise ApiError("invalid_url", "The URL's host is not a valid name.")
     literal = _literal_ip(url.host)
     if literal is not None and not allow_private and not is_public(literal):
         raise _refused(url.host)
@@ -138,22 +137,20 @@ class Fetcher:
                             continue
                         return await self._read(response, reservation)
                 raise ApiError(
-                    422,
                     "too_many_redirects",
                     f"The URL redirected more than {MAX_REDIRECTS} times.",
                 )
         except TimeoutError:
-            raise ApiError(504, "url_timeout", "The URL took too long to answer.") from None
+            raise ApiError("url_timeout", "The URL took too long to answer.") from None
         except aiohttp.InvalidURL:
-            raise ApiError(400, "invalid_url", "The URL is not valid.") from None
+            raise ApiError("invalid_url", "The URL is not valid.") from None
         except aiohttp.ClientConnectorError as exc:
             raise ApiError(
-                502,
                 "url_unreachable",
                 f"Could not connect to {url.host}: {exc.os_error}",
             ) from None
         except aiohttp.ClientError as exc:
-            raise ApiError(502, "url_fetch_failed", f"Fetching the URL failed: {exc}") from None
+            raise ApiError("url_fetch_failed", f"Fetching the URL failed: {exc}") from None
 
     async def _read(
         self, response: aiohttp.ClientResponse, reservation: Reservation | None
@@ -161,13 +158,13 @@ class Fetcher:
         if response.status >= 400:
             status = 502 if response.status >= 500 else 422
             raise ApiError(
-                status,
                 "url_http_error",
                 f"The URL answered {response.status} {response.reason or ''}".rstrip() + ".",
+                status=status,
             )
         kind = response.content_type
         if not (kind.startswith("image/") or kind in ("application/octet-stream", "")):
-            raise ApiError(415, "url_not_image", f"The URL points to {kind}, not an image.")
+            raise ApiError("url_not_image", f"The URL points to {kind}, not an image.")
         if (response.content_length or 0) > self.max_bytes:
             raise self._too_big()
         body = bytearray()
@@ -181,7 +178,6 @@ class Fetcher:
 
     def _too_big(self) -> ApiError:
         return ApiError(
-            413,
             "payload_too_large",
             f"The image at the URL is larger than {self.max_bytes / 2**20:g} MB.",
         )

@@ -33,7 +33,7 @@ def decode_base64(text: str) -> bytes:
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(400, "invalid_base64", "The `image` field is not valid base64.") from None
+        raise ApiError("invalid_base64", "The `image` field is not valid base64.") from None
 
 
 def open_image(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
@@ -45,21 +45,19 @@ def open_image(data: bytes, max_pixels: int, draft_size: int | None = None) -> I
     the model, which sees 224 px, sees nearly the same picture.
     """
     if not data:
-        raise ApiError(400, "empty_file", "The file is empty.")
+        raise ApiError("empty_file", "The file is empty.")
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         raise ApiError(
-            415,
             "unsupported_media_type",
             f"This is not an image we can read ({FORMAT_NAMES}).",
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ApiError(422, "corrupt_image", f"The image could not be read: {exc}") from None
+        raise ApiError("corrupt_image", f"The image could not be read: {exc}") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ApiError(
-            413,
             "image_too_large",
             f"The image is {width}x{height} pixels; the limit is {max_pixels / 1e6:g} megapixels.",
         )
@@ -69,7 +67,7 @@ def open_image(data: bytes, max_pixels: int, draft_size: int | None = None) -> I
         image.load()
         image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ApiError(422, "corrupt_image", f"The image is truncated or corrupt: {exc}") from None
+        raise ApiError("corrupt_image", f"The image is truncated or corrupt: {exc}") from None
     return to_rgb(image)
 
 

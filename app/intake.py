@@ -20,9 +20,9 @@ async def _json_body(request: Request) -> dict:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+        raise ApiError("invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "The JSON body must be an object.")
+        raise ApiError("invalid_json", "The JSON body must be an object.")
     return data
 
 
@@ -30,7 +30,7 @@ async def _form(request: Request, max_files: int) -> FormData:
     try:
         return await request.form(max_files=max_files, max_fields=max_files + 8)
     except HTTPException as exc:  # Starlette's answer to a malformed or oversized form
-        raise ApiError(400, "invalid_form", f"The form data was refused: {exc.detail}") from None
+        raise ApiError("invalid_form", f"The form data was refused: {exc.detail}") from None
 
 
 def _content_type(request: Request) -> str:
@@ -50,13 +50,13 @@ def _well_formed(item: object) -> bool:
 def source_from_json(item: object) -> str | bytes:
     """A JSON object naming one image: {"url": ...} or {"image": <base64>}."""
     if not isinstance(item, dict) or len({"url", "image"} & item.keys()) != 1:
-        raise ApiError(400, "no_image", 'Send exactly one of "url" or "image" (base64).')
+        raise ApiError("no_image", 'Send exactly one of "url" or "image" (base64).')
     if "url" in item:
         if not isinstance(item["url"], str):
-            raise ApiError(400, "invalid_url", '"url" must be a string.')
+            raise ApiError("invalid_url", '"url" must be a string.')
         return item["url"]
     if not isinstance(item["image"], str):
-        raise ApiError(400, "invalid_base64", '"image" must be a base64 string.')
+        raise ApiError("invalid_base64", '"image" must be a base64 string.')
     return decode_base64(item["image"])
 
 
@@ -71,7 +71,7 @@ async def single_source(request: Request) -> str | bytes:
     if request.method == "GET":
         url = request.query_params.get("url")
         if not url:
-            raise ApiError(400, "no_image", "Pass the image's address as ?url=...")
+            raise ApiError("no_image", "Pass the image's address as ?url=...")
         return url
     kind = _content_type(request)
     if kind == "application/json":
@@ -84,9 +84,8 @@ async def single_source(request: Request) -> str | bytes:
         url = form.get("url")
         if isinstance(url, str) and url.strip():
             return url
-        raise ApiError(400, "no_image", 'Send an image file in the "file" field, or a "url".')
+        raise ApiError("no_image", 'Send an image file in the "file" field, or a "url".')
     raise ApiError(
-        415,
         "unsupported_content_type",
         "Send multipart/form-data (a file), or JSON with a url or a base64 image.",
     )
@@ -99,27 +98,25 @@ async def batch_sources(request: Request) -> list[str | bytes]:
         items = (await _json_body(request)).get("items")
         if not isinstance(items, list) or not items:
             raise ApiError(
-                400,
                 "no_image",
                 'Send {"items": [{"url": ...} or {"image": ...}, ...]}.',
             )
         if len(items) > limit:
-            raise ApiError(413, "too_many_items", f"A batch holds at most {limit} images.")
+            raise ApiError("too_many_items", f"A batch holds at most {limit} images.")
         if not all(_well_formed(item) for item in items):
             raise ApiError(
-                400, "invalid_item", 'Each item must be {"url": "..."} or {"image": "<base64>"}.'
+                "invalid_item", 'Each item must be {"url": "..."} or {"image": "<base64>"}.'
             )
         return list(items)
     if kind == "multipart/form-data":
         form = await _form(request, max_files=limit + 1)
         values = [v for k, v in form.multi_items() if k in ("file", "url")]
         if not values:
-            raise ApiError(400, "no_image", 'Send image files in "file" fields, or "url" fields.')
+            raise ApiError("no_image", 'Send image files in "file" fields, or "url" fields.')
         if len(values) > limit:
-            raise ApiError(413, "too_many_items", f"A batch holds at most {limit} images.")
+            raise ApiError("too_many_items", f"A batch holds at most {limit} images.")
         return values
     raise ApiError(
-        415,
         "unsupported_content_type",
         "Send multipart/form-data files, or JSON with items.",
     )

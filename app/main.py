@@ -20,11 +20,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 from app import api, pages
 from app.admission import Admission
-from app.batching import Predictor
 from app.budget import UploadBudget
+from app.classify import Classifier
 from app.compiling import load_model
 from app.errors import EXCEPTION_HANDLERS
-from app.fetch import Fetcher
 from app.memory import trim_periodically
 from app.metrics import Metrics, metrics
 from app.middleware import BodyLimits, RequestContext
@@ -58,18 +57,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     except ModelLoadError as exc:
         logger.critical("cannot serve %s: %s", settings.model_path, exc)
         raise ModelLoadError(f"cannot serve {settings.model_path}: {exc}") from None
-    predictor = Predictor.from_settings(model, settings, app.state.metrics)
-    fetcher = Fetcher.from_settings(settings)
+    classifier = Classifier.from_settings(model, settings, app.state.metrics)
     admission = Admission(
         max_in_flight=settings.max_in_flight,
         max_queue=settings.max_queue,
         queue_timeout_s=settings.queue_timeout_s,
     )
-    await predictor.start()
-    await fetcher.start()
+    await classifier.start()
     trimmer = asyncio.create_task(trim_periodically())
-    app.state.predictor = predictor
-    app.state.fetcher = fetcher
+    app.state.classifier = classifier
     app.state.admission = admission
     app.state.model_info = model.metadata()
     app.state.metrics.watch(admission, app.state.budget, app.state.model_info)
@@ -86,8 +82,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     finally:
         app.state.ready = False
         trimmer.cancel()
-        await fetcher.close()
-        await predictor.stop()
+        await classifier.close()
 
 
 def drain_on_sigterm(app: Starlette) -> None:

@@ -77,14 +77,13 @@ class BodyLimits:
 
     def too_large(self) -> ApiError:
         return ApiError(
-            413,
             "payload_too_large",
             f"The request body is larger than {self.max_bytes / 2**20:g} MB.",
         )
 
     def too_slow(self) -> ApiError:
         return ApiError(
-            408, "request_timeout", f"The request body did not arrive within {self.timeout_s:g} s."
+            "request_timeout", f"The request body did not arrive within {self.timeout_s:g} s."
         )
 
 

@@ -12,6 +12,8 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.error_codes import ERRORS
+
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -55,7 +57,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parser error; ours when the error was the size."""
         if self.header_bytes > self.max_header_bytes:
-            self._refuse(431, "headers_too_large", "The request's headers are over the limit.")
+            self._refuse("headers_too_large", "The request's headers are over the limit.")
         else:
             super().send_400_response(msg)
 
@@ -78,9 +80,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         connection idle between requests is uvicorn's keep-alive timeout's to close."""
         self.header_timer = None
         if self.cycle is None or self.cycle.response_complete:
-            self._refuse(408, "request_timeout", "The request's headers took too long.")
+            self._refuse("request_timeout", "The request's headers took too long.")
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(self, code: str, message: str) -> None:
+        status = ERRORS[code].status
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"

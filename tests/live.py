@@ -107,3 +107,28 @@ def serve(tmp: Path, **env: str) -> Iterator[Live]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def serve_app(app: object) -> Iterator[int]:
+    """An app object served by uvicorn in a thread of this process, over real HTTP on
+    127.0.0.1, for tests that change the app (a route that raises, say): its port."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the server never started")
+            time.sleep(0.05)
+        yield server.config.port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.cli import NOT_COMPILED
+from app.cli import NOT_COMPILED, expand
+from app.images import SUFFIXES
 from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, ImageServer
 
 
@@ -78,3 +79,20 @@ def test_compile_check_finds_the_shipped_compiled_model(tmp_path: Path) -> None:
     run = run_cli("compile", "--check", str(other), MODEL_CACHE_DIR=str(tmp_path))
     assert run.returncode == NOT_COMPILED
     assert run.stderr.strip() == f"{other} has no compiled model made from it"
+
+
+def test_top_k_is_checked_as_the_api_checks_it(tmp_path: Path, chelsea_jpeg: bytes) -> None:
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(chelsea_jpeg)
+    for bad in ("0", "1001", "two"):
+        run = run_cli("predict", str(photo), "--top-k", bad)
+        assert run.returncode == 1 and run.stdout == ""
+        assert f"top_k must be an integer from 1 to 1000, not {bad!r}" in run.stderr
+
+
+def test_folder_walks_take_every_format_the_server_decodes(tmp_path: Path) -> None:
+    for suffix in sorted(SUFFIXES):
+        (tmp_path / f"photo{suffix}").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    walked = {Path(p).suffix for p in expand([str(tmp_path)])}
+    assert walked == SUFFIXES and {".heic", ".webp", ".tiff"} <= walked

@@ -14,7 +14,7 @@ from app import fetch
 from app.main import create_app
 from tests import conftest
 from tests.conftest import CAT_CLASSES, ImageServer, make_settings
-from tests.test_api import HTML, assert_error
+from tests.helpers import HTML, assert_error
 
 
 @pytest.fixture(scope="module")

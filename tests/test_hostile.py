@@ -10,7 +10,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from tests.conftest import ROOT, encode
-from tests.test_api import assert_error, upload
+from tests.helpers import assert_error, upload
 
 
 def boundary_body(parts: list[bytes], boundary: str = "XyZ") -> tuple[bytes, dict]:

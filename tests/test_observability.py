@@ -4,7 +4,7 @@ import logging
 
 from starlette.testclient import TestClient
 
-from tests.test_api import upload
+from tests.helpers import upload
 
 
 def test_every_response_has_a_request_id(client: TestClient) -> None:
@@ -97,7 +97,7 @@ def test_a_genuine_server_error_is_logged_with_its_traceback(caplog, chelsea_jpe
         raise RuntimeError("the model broke")
 
     with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
-        client.app.state.predictor.model.predict_batch = broken
+        client.app.state.classifier.model.predict_batch = broken
         with caplog.at_level(logging.INFO):
             response = client.post("/api/predict", files=upload(chelsea_jpeg))
     assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"

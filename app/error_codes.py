@@ -1,0 +1,87 @@
+"""Every error code the app answers with: its status, what it means, and which
+requests can get it. The one table: `ApiError` takes its status from here, the
+OpenAPI document lists the codes and each operation's statuses from it, and the
+tests hold the docs' error table and every raised code to it.
+"""
+
+from dataclasses import dataclass
+
+# Which requests can get a code, so each operation documents only its own statuses.
+ANY = "any request"
+BODY = "a request with a body"
+IMAGE = "a request that names an image"
+URL = "an image named by URL"
+PREDICT = "a prediction"
+BATCH = "a batch"
+READY = "the readiness check"
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    statuses: tuple[int, ...]  # the first is the usual one
+    meaning: str
+    scope: str
+
+    @property
+    def status(self) -> int:
+        return self.statuses[0]
+
+
+ERRORS: dict[str, ErrorCode] = {
+    "no_image": ErrorCode(
+        (400,), "The request names no image (no `file`, `url` or `image`).", IMAGE
+    ),
+    "empty_file": ErrorCode((400,), "The uploaded file is empty.", IMAGE),
+    "invalid_json": ErrorCode((400,), "The JSON body doesn't parse, or isn't an object.", BODY),
+    "invalid_base64": ErrorCode((400,), "`image` is not valid base64.", IMAGE),
+    "invalid_url": ErrorCode((400,), "`url` is not an http(s) address.", URL),
+    "invalid_form": ErrorCode((400,), "The form body doesn't parse.", BODY),
+    "invalid_item": ErrorCode((400,), "A batch item is not an object naming an image.", BATCH),
+    "bad_request": ErrorCode((400,), "The request is malformed.", ANY),
+    "not_found": ErrorCode((404,), "There is nothing at this path.", ANY),
+    "method_not_allowed": ErrorCode((405,), "This path doesn't take that method.", ANY),
+    "request_timeout": ErrorCode(
+        (408,), "The body took over BODY_TIMEOUT, or the headers over HEADER_TIMEOUT.", ANY
+    ),
+    "payload_too_large": ErrorCode(
+        (413,), "The body, or a fetched image, is over MAX_UPLOAD_MB.", IMAGE
+    ),
+    "image_too_large": ErrorCode((413,), "The image is over MAX_IMAGE_MEGAPIXELS.", IMAGE),
+    "too_many_items": ErrorCode((413,), "The batch has more than MAX_BATCH_ITEMS images.", BATCH),
+    "unsupported_media_type": ErrorCode(
+        (415,),
+        "The file is not an image the server reads (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC).",
+        IMAGE,
+    ),
+    "unsupported_content_type": ErrorCode(
+        (415,), "The request body is not multipart, form or JSON.", BODY
+    ),
+    "url_not_image": ErrorCode((415,), "The URL answered with something not an image.", URL),
+    "corrupt_image": ErrorCode((422,), "The image is truncated or damaged.", IMAGE),
+    "invalid_top_k": ErrorCode((422,), "`top_k` is not an integer from 1 to the classes.", PREDICT),
+    "url_not_allowed": ErrorCode(
+        (422,), "The URL's host is not a public address (ALLOW_PRIVATE_URLS).", URL
+    ),
+    "url_http_error": ErrorCode(
+        (422, 502), "The URL answered an error: 422 for its 4xx, 502 for its 5xx.", URL
+    ),
+    "too_many_redirects": ErrorCode((422,), "The URL redirected too many times.", URL),
+    "headers_too_large": ErrorCode((431,), "The request's headers are over MAX_HEADER_KB.", ANY),
+    "internal_error": ErrorCode((500,), "A fault on the server's side, logged with the id.", ANY),
+    "url_unreachable": ErrorCode((502,), "The URL's host could not be reached.", URL),
+    "url_fetch_failed": ErrorCode((502,), "The URL's answer broke off.", URL),
+    "overloaded": ErrorCode(
+        (503,), "The queue, or the upload buffer, is full; with Retry-After.", BODY
+    ),
+    "queue_timeout": ErrorCode(
+        (503,), "No prediction slot came free within QUEUE_TIMEOUT; with Retry-After.", PREDICT
+    ),
+    "shutting_down": ErrorCode(
+        (503,), "The server is draining to stop; with Retry-After.", PREDICT
+    ),
+    "not_ready": ErrorCode(
+        (503,), "The model is not loaded yet, or the server is stopping.", READY
+    ),
+    "url_timeout": ErrorCode((504,), "The URL took over URL_TIMEOUT to answer.", URL),
+}
+RETRY_AFTER = frozenset(("overloaded", "queue_timeout", "shutting_down"))

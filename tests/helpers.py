@@ -1,0 +1,19 @@
+"""Shared helpers for tests that call the app: request parts and the error contract."""
+
+from app.error_codes import ERRORS
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def upload(data: bytes, name: str = "photo.jpg", kind: str = "image/jpeg") -> dict:
+    return {"file": (name, data, kind)}
+
+
+def assert_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["error"]["request_id"] == response.headers["X-Request-ID"]
+    assert response.status_code in ERRORS[code].statuses  # the table says so too
