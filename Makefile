@@ -26,6 +26,19 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.compile
 	$(PIP) -r requirements-dev.txt
 	touch $@
 
+# The client generators tests/test_clients.py runs: openapi-python-client in a venv of its own
+# (its pins clash with the compile requirements'), and openapi-typescript, openapi-fetch and
+# typescript from npm, as clients/typescript's package-lock.json pins them.
+OPENAPI_VENV := .venv-openapi
+$(OPENAPI_VENV)/.done: clients/openapi-python-client.txt
+	$(PYTHON) -m venv $(OPENAPI_VENV)
+	$(OPENAPI_VENV)/bin/python -m pip install --disable-pip-version-check --quiet -r $<
+	touch $@
+
+clients/typescript/node_modules/.done: clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --silent
+	touch $@
+
 $(VENV)/.bench: requirements-bench.txt $(VENV)/.dev
 	$(PIP) -r requirements-bench.txt
 	touch $@
@@ -39,7 +52,7 @@ run: $(VENV)/.runtime
 	if [ $$? -eq 3 ]; then $(MAKE) --no-print-directory $(VENV)/.compile; fi
 	$(PY) -m app serve
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(OPENAPI_VENV)/.done clients/typescript/node_modules/.done
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
@@ -74,4 +87,5 @@ container-test:
 	bash docker/container-test.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) $(OPENAPI_VENV) clients/typescript/node_modules .pytest_cache .ruff_cache \
+		test-artifacts

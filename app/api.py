@@ -1,4 +1,4 @@
-"""The JSON API. Each endpoint's docstring is its OpenAPI description.
+"""The JSON API's endpoints. Their OpenAPI description is app/openapi.py's.
 
 `/api/predict` also answers the home page's plain form posts: a browser (which
 asks for text/html) gets the result rendered in the page, a program gets JSON.
@@ -49,46 +49,11 @@ class Predict(HTTPEndpoint):
     """Classify one image; GET takes a URL, POST takes a file, a URL or base64."""
 
     async def get(self, request: Request) -> Response:
-        """
-        summary: Classify the image at a URL
-        parameters:
-          - {name: url, in: query, required: true, schema: {type: string},
-             description: The http(s) address of the image.}
-          - {$ref: '#/components/parameters/TopK'}
-        responses:
-          200: {$ref: '#/components/responses/Prediction'}
-          default: {$ref: '#/components/responses/Error'}
-        """
+        """The image at `?url=`."""
         return await self._respond(request)
 
     async def post(self, request: Request) -> Response:
-        """
-        summary: Classify one image
-        description: >
-          Send a multipart upload (field `file`), a form or multipart field
-          `url`, JSON `{"url": ...}` or JSON `{"image": "<base64>"}`. A browser
-          form post (Accept text/html) gets the result rendered in the page.
-        parameters:
-          - {$ref: '#/components/parameters/TopK'}
-        requestBody:
-          content:
-            multipart/form-data:
-              schema:
-                type: object
-                properties:
-                  file: {type: string, format: binary}
-                  url: {type: string}
-            application/x-www-form-urlencoded:
-              schema:
-                type: object
-                properties:
-                  url: {type: string}
-            application/json:
-              schema: {$ref: '#/components/schemas/ImageSource'}
-        responses:
-          200: {$ref: '#/components/responses/Prediction'}
-          default: {$ref: '#/components/responses/Error'}
-        """
+        """One image: a multipart file or url, a form url, or JSON url or base64."""
         return await self._respond(request)
 
     async def _respond(self, request: Request) -> Response:
@@ -104,36 +69,7 @@ class Predict(HTTPEndpoint):
 
 
 async def predict_batch(request: Request) -> JSONResponse:
-    """
-    summary: Classify several images in one request
-    description: >
-      Multipart with several `file` (and/or `url`) fields, or JSON
-      `{"items": [{"url": ...}, {"image": "<base64>"}]}`. Results come back in
-      the same order, each a prediction or an error of its own.
-    parameters:
-      - {$ref: '#/components/parameters/TopK'}
-    requestBody:
-      content:
-        multipart/form-data:
-          schema:
-            type: object
-            properties:
-              file: {type: array, items: {type: string, format: binary}}
-              url: {type: array, items: {type: string}}
-        application/json:
-          schema:
-            type: object
-            required: [items]
-            properties:
-              items: {type: array, items: {$ref: '#/components/schemas/ImageSource'}}
-    responses:
-      200:
-        description: One result per item, in order.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/BatchResponse'}
-      default: {$ref: '#/components/responses/Error'}
-    """
+    """Several images in one request; each result, or error, in its place."""
     started = time.perf_counter()
     top_k = _top_k(request)
     items = await batch_sources(request)
@@ -181,46 +117,17 @@ async def _admitted(request: Request) -> AsyncIterator[None]:
 
 
 async def model_info(request: Request) -> JSONResponse:
-    """
-    summary: Describe the served model
-    responses:
-      200:
-        description: Classes, input size, normalisation, file hash and library versions.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/ModelInfo'}
-    """
+    """What /api/model says: the served model and where it came from."""
     return JSONResponse(request.app.state.model_info)
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """
-    summary: Liveness
-    description: Answers at once, even while predictions run.
-    responses:
-      200:
-        description: The process is serving.
-        content:
-          application/json:
-            schema: {type: object, properties: {status: {type: string}}}
-    """
+    """Liveness: answers at once, even while predictions run."""
     return JSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """
-    summary: Readiness
-    description: >
-      200 once the model is loaded and warmed up; 503 before that and while
-      shutting down.
-    responses:
-      200:
-        description: Ready to predict.
-        content:
-          application/json:
-            schema: {type: object, properties: {status: {type: string}}}
-      503: {$ref: '#/components/responses/Error'}
-    """
+    """Readiness: 200 once the model is loaded and warm; 503 before and while stopping."""
     if not request.app.state.ready:
         raise ApiError("not_ready", "The model is not loaded, or the server is stopping.")
     return JSONResponse({"status": "ready"})

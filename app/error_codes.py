@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 # Which requests can get a code, so each operation documents only its own statuses.
 ANY = "any request"
+ROUTE = "a path or method the app doesn't serve"
 BODY = "a request with a body"
 IMAGE = "a request that names an image"
 URL = "an image named by URL"
@@ -38,8 +39,8 @@ ERRORS: dict[str, ErrorCode] = {
     "invalid_form": ErrorCode((400,), "The form body doesn't parse.", BODY),
     "invalid_item": ErrorCode((400,), "A batch item is not an object naming an image.", BATCH),
     "bad_request": ErrorCode((400,), "The request is malformed.", ANY),
-    "not_found": ErrorCode((404,), "There is nothing at this path.", ANY),
-    "method_not_allowed": ErrorCode((405,), "This path doesn't take that method.", ANY),
+    "not_found": ErrorCode((404,), "There is nothing at this path.", ROUTE),
+    "method_not_allowed": ErrorCode((405,), "This path doesn't take that method.", ROUTE),
     "request_timeout": ErrorCode(
         (408,), "The body took over BODY_TIMEOUT, or the headers over HEADER_TIMEOUT.", ANY
     ),

@@ -34,7 +34,7 @@ from app.settings import Settings, load_settings
 logger = logging.getLogger("app")
 
 routes = [
-    Route("/", pages.home, methods=["GET"], name="home"),
+    Route("/", pages.home, methods=["GET"], include_in_schema=False, name="home"),
     Route("/api/predict", api.Predict, name="predict"),
     Route("/api/predict/batch", api.predict_batch, methods=["POST"], name="predict_batch"),
     Route("/api/model", api.model_info, methods=["GET"], name="model"),
@@ -132,6 +132,8 @@ def create_app(
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST"],
                 allow_headers=["*"],
+                # Browser code on another origin may read these only when they are exposed.
+                expose_headers=["X-Request-ID", "Retry-After"],
             ),
         )
     app = Starlette(

@@ -1,249 +1,202 @@
-"""The OpenAPI document, built by Starlette's SchemaGenerator from the route table.
-
-Each endpoint's docstring holds its operation (YAML); the shared response
-shapes live here once, as components.
+"""The OpenAPI document, written for client generators: every operation named and
+tagged, request bodies required, every status an operation can answer listed with
+the error codes it can carry (from app/error_codes.py) and the headers that come
+with it. Operations are matched to the route table, which a test holds both ways.
 """
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.schemas import SchemaGenerator
+from starlette.routing import Route
 
-_prediction = {
-    "type": "object",
-    "required": ["label", "probability"],
-    "properties": {
-        "label": {"type": "string"},
-        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+from app.error_codes import ANY, BATCH, BODY, ERRORS, IMAGE, PREDICT, READY, RETRY_AFTER, URL
+from app.openapi_schemas import SCHEMAS, ref
+
+EXAMPLE = {
+    "label": "espresso",
+    "probability": 0.944298,
+    "predictions": [
+        {"label": "espresso", "probability": 0.944298},
+        {"label": "cup", "probability": 0.01487},
+    ],
+    "model": "export.pkl",
+    "elapsed_ms": 46.1,
+}
+HEADERS = {
+    "X-Request-ID": {
+        "description": "The request's id: yours, echoed, when you send a sane one (letters, "
+        "digits and ._:-, up to 128), else a new one. Error bodies repeat it.",
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
     },
 }
-_result = {
+TOP_K = {
+    "name": "top_k",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1},  # the maximum is the model's (below)
+    "description": "How many classes to list, from 1 to the model's number of classes. When "
+    "left out: the server's TOP_K (5 unless configured) for a single-label model, every label "
+    "for a multi-label one.",
+}
+IMAGE_FORM = {
     "type": "object",
-    "required": ["label", "probability", "predictions"],
     "properties": {
-        "label": {"type": "string"},
-        "probability": {"type": "number", "minimum": 0, "maximum": 1},
-        "predictions": {
-            "type": "array",
-            "items": {"$ref": "#/components/schemas/Prediction"},
-        },
+        "file": {"type": "string", "format": "binary", "description": "The image file."},
+        "url": {"type": "string", "description": "Or an http(s) address of an image."},
     },
 }
-_multi_label_result = {
+BATCH_FORM = {
     "type": "object",
-    "description": "A multi-label model's answer: every label's own probability (sigmoid), "
-    "and the labels whose probability is above the learner's threshold.",
-    "required": ["kind", "labels", "threshold", "predictions"],
     "properties": {
-        "kind": {"type": "string", "enum": ["multi-label"]},
-        "labels": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "The labels past the threshold, most probable first; may be empty.",
-        },
-        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-        "predictions": {
-            "type": "array",
-            "items": {"$ref": "#/components/schemas/Prediction"},
-            "description": "Every label (or top_k of them), most probable first.",
-        },
-    },
-}
-_error = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "request_id": {"type": "string"},
-            },
-        }
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "url": {"type": "array", "items": {"type": "string"}},
     },
 }
 
 
-def _json(description: str, schema: str) -> dict:
+def _json(schema: dict, description: str, example: dict | None = None) -> dict:
+    content = {"schema": schema} | ({"example": example} if example else {})
     return {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        "headers": {"X-Request-ID": ref_header("X-Request-ID")},
+        "content": {"application/json": content},
     }
 
 
-COMPONENTS = {
-    "parameters": {
-        "TopK": {
-            "name": "top_k",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 1},
-            "description": "How many classes to return (default from TOP_K).",
-        }
+def ref_header(name: str) -> dict:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def errors(*scopes: str) -> dict:
+    """Every status the scopes' codes answer with, each listing its codes."""
+    by_status: dict[int, list[str]] = {}
+    for code, entry in ERRORS.items():
+        if entry.scope in (ANY, *scopes):
+            for status in entry.statuses:
+                by_status.setdefault(status, []).append(code)
+    responses = {}
+    for status, codes in sorted(by_status.items()):
+        response = _json(ref("Error"), "An error, with one of these codes: " + ", ".join(codes))
+        if RETRY_AFTER & set(codes):
+            response["headers"]["Retry-After"] = ref_header("Retry-After")
+        responses[str(status)] = response
+    return responses
+
+
+def _body(**content: dict) -> dict:
+    kinds = {
+        "multipart": "multipart/form-data",
+        "form": "application/x-www-form-urlencoded",
+        "json": "application/json",
+    }
+    return {"required": True, "content": {kinds[k]: {"schema": v} for k, v in content.items()}}
+
+
+PREDICTION = _json(ref("PredictResponse"), "The answer, classes by probability.", EXAMPLE)
+OPERATIONS = {
+    ("GET", "/api/predict"): {
+        "operationId": "classifyUrl",
+        "tags": ["predict"],
+        "summary": "Classify the image at a URL",
+        "parameters": [
+            {
+                "name": "url",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "The http(s) address of the image.",
+            },
+            {"$ref": "#/components/parameters/TopK"},
+        ],
+        "responses": {"200": PREDICTION, **errors(URL, IMAGE, PREDICT)},
     },
-    "responses": {
-        "Prediction": _json("The prediction, classes sorted by probability.", "PredictResponse"),
-        "Error": _json("An error.", "Error"),
+    ("POST", "/api/predict"): {
+        "operationId": "classify",
+        "tags": ["predict"],
+        "summary": "Classify one image",
+        "description": "A multipart upload (field `file`), a form or multipart field `url`, "
+        'JSON `{"url": ...}` or JSON `{"image": "<base64>"}`. A browser form post (Accept '
+        "text/html) gets the answer rendered in the page instead.",
+        "parameters": [{"$ref": "#/components/parameters/TopK"}],
+        "requestBody": _body(multipart=IMAGE_FORM, form=IMAGE_FORM, json=ref("ImageSource")),
+        "responses": {"200": PREDICTION, **errors(BODY, URL, IMAGE, PREDICT)},
     },
-    "schemas": {
-        "Prediction": _prediction,
-        "Result": _result,
-        "MultiLabelResult": _multi_label_result,
-        "Error": _error,
-        "ImageSource": {
-            "type": "object",
-            "description": "Exactly one of `url` or `image`.",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "additionalProperties": False,
-            "properties": {
-                "url": {
-                    "type": "string",
-                    "description": "An http(s) address of an image.",
-                },
-                "image": {
-                    "type": "string",
-                    "description": "The image file, base64-encoded.",
-                },
-            },
+    ("POST", "/api/predict/batch"): {
+        "operationId": "classifyBatch",
+        "tags": ["predict"],
+        "summary": "Classify several images in one request",
+        "description": "Multipart with several `file` (and/or `url`) fields, or JSON "
+        '`{"items": [...]}`. Results come back in order, each an answer or that item\'s error.',
+        "parameters": [{"$ref": "#/components/parameters/TopK"}],
+        "requestBody": _body(multipart=BATCH_FORM, json=ref("BatchRequest")),
+        "responses": {
+            "200": _json(ref("BatchResponse"), "One result per item, in order."),
+            **errors(BODY, BATCH, URL, IMAGE, PREDICT),
         },
-        "PredictResponse": {
-            "description": "A single-label model's answer (Result), or a multi-label one's "
-            "(MultiLabelResult, which says `kind`); /api/model says which the model gives.",
-            "allOf": [
-                {
-                    "oneOf": [
-                        {"$ref": "#/components/schemas/Result"},
-                        {"$ref": "#/components/schemas/MultiLabelResult"},
-                    ]
-                },
-                {
-                    "type": "object",
-                    "required": ["model", "elapsed_ms"],
-                    "properties": {
-                        "model": {
-                            "type": "string",
-                            "description": "The model file's name.",
-                        },
-                        "elapsed_ms": {"type": "number"},
-                    },
-                },
-            ],
+    },
+    ("GET", "/api/model"): {
+        "operationId": "getModel",
+        "tags": ["model"],
+        "summary": "Describe the served model",
+        "responses": {
+            "200": _json(ref("ModelInfo"), "Kind, classes, input, precision, origin, parity."),
+            **errors(),
         },
-        "BatchResponse": {
-            "type": "object",
-            "required": ["results", "model", "elapsed_ms"],
-            "properties": {
-                "results": {
-                    "type": "array",
-                    "items": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/Result"},
-                            {"$ref": "#/components/schemas/MultiLabelResult"},
-                            {"$ref": "#/components/schemas/Error"},
-                        ]
-                    },
-                },
-                "model": {"type": "string"},
-                "elapsed_ms": {"type": "number"},
-            },
-        },
-        "ModelInfo": {
-            "type": "object",
-            "required": [
-                "file",
-                "sha256",
-                "runtime",
-                "kind",
-                "precision",
-                "class_count",
-                "classes",
-                "source",
-                "parity",
-            ],
-            "properties": {
-                "file": {"type": "string", "description": "The compiled .onnx file served."},
-                "sha256": {"type": "string"},
-                "runtime": {
-                    "type": "object",
-                    "description": "What runs the compiled graph.",
-                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
-                },
-                "kind": {
-                    "type": "string",
-                    "enum": ["single-label", "multi-label"],
-                    "description": "single-label: the top class is the answer; multi-label: "
-                    "every label above `threshold`.",
-                },
-                "threshold": {"type": "number", "nullable": True},
-                "precision": {
-                    "type": "string",
-                    "enum": ["fp32", "int8"],
-                    "description": "int8: statically quantized with `compile --int8`.",
-                },
-                "quantization": {
-                    "type": "object",
-                    "nullable": True,
-                    "description": "For int8: how it was calibrated, and its agreement with "
-                    "fp32 on held-out images.",
-                },
-                "architecture": {"type": "string"},
-                "class_count": {"type": "integer"},
-                "classes": {"type": "array", "items": {"type": "string"}},
-                "input_size": {
-                    "type": "array",
-                    "items": {"type": "integer"},
-                    "nullable": True,
-                    "description": "(width, height), or null: images keep their own size.",
-                },
-                "image_mode": {"type": "string"},
-                "preprocessing": {
-                    "type": "object",
-                    "description": "The steps run with Pillow and numpy before the graph.",
-                },
-                "graph": {
-                    "type": "object",
-                    "description": "What the graph does around the network: scaling, "
-                    "normalisation, activation.",
-                },
-                "source": {
-                    "type": "object",
-                    "description": "The fastai export it was compiled from, and the versions "
-                    "that compiled it.",
-                    "properties": {
-                        "file": {"type": "string"},
-                        "sha256": {"type": "string"},
-                        "fastai_version": {"type": "string"},
-                        "torch_version": {"type": "string"},
-                    },
-                },
-                "parity": {
-                    "type": "object",
-                    "description": "How closely it matched learn.predict when compiled.",
-                    "properties": {
-                        "images": {"type": "integer"},
-                        "tolerance": {"type": "number"},
-                        "max_abs_diff": {"type": "number"},
-                        "same_labels": {
-                            "type": "integer",
-                            "description": "Images decoded to the same labels.",
-                        },
-                    },
-                },
-            },
-        },
+    },
+    ("GET", "/healthz"): {
+        "operationId": "getHealth",
+        "tags": ["health"],
+        "summary": "Liveness: answers at once, even while predictions run",
+        "responses": {"200": _json(ref("Status"), "The process is serving."), **errors()},
+    },
+    ("GET", "/readyz"): {
+        "operationId": "getReadiness",
+        "tags": ["health"],
+        "summary": "Readiness: 200 once the model is loaded and warm",
+        "responses": {"200": _json(ref("Status"), "Ready to predict."), **errors(READY)},
     },
 }
+TAGS = [
+    {"name": "predict", "description": "Classify images."},
+    {"name": "model", "description": "The served model."},
+    {"name": "health", "description": "For load balancers and orchestrators."},
+]
 
-schemas = SchemaGenerator(
-    {
+
+def document(routes: list, classes: int | None = None) -> dict:
+    """The document for this route table; `classes` bounds top_k when a model is loaded."""
+    paths: dict[str, dict] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.include_in_schema:
+            continue
+        methods = route.methods or {
+            m.upper() for m in ("get", "post") if hasattr(route.endpoint, m)
+        }
+        for method in sorted(methods - {"HEAD"}):
+            operation = OPERATIONS[(method, route.path)]
+            paths.setdefault(route.path, {})[method.lower()] = operation
+    top_k = {**TOP_K, "schema": {**TOP_K["schema"]}}
+    if classes:
+        top_k["schema"]["maximum"] = classes
+    return {
         "openapi": "3.0.3",
-        "info": {"title": "Pounce", "version": "1.0.0"},
-        "components": COMPONENTS,
+        "info": {"title": "Pounce", "version": "1.0.0", "description": "Classify images."},
+        "servers": [{"url": "/", "description": "This server"}],
+        "security": [],
+        "tags": TAGS,
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "headers": HEADERS,
+            "parameters": {"TopK": top_k},
+        },
     }
-)
 
 
 async def openapi_schema(request: Request) -> JSONResponse:
-    return JSONResponse(schemas.get_schema(routes=request.app.routes))
+    classifier = getattr(request.app.state, "classifier", None)
+    classes = len(classifier.model.labels) if classifier else None
+    return JSONResponse(document(request.app.routes, classes))

@@ -4,92 +4,22 @@ The page leads with the targets, each met or missed and by how much, then the
 tables they come from; bench/notes.py writes its "How to read this" section.
 """
 
-import math
 from pathlib import Path
 
 from bench.ceiling import BATCHES
 from bench.load import LoadResult
 from bench.notes import notes
-from bench.results import CONCURRENCY, LOAD_PHOTO, SOAK_REQUESTS, TUNING_CONCURRENCY, Results
+from bench.results import CONCURRENCY, LOAD_PHOTO, TUNING_CONCURRENCY, Results
+from bench.targets import targets
 
 C = TUNING_CONCURRENCY
-MAX_RSS_MB = 256
-MAX_READY_S = 2.0
-INT8_SPEEDUP = 1.5  # the aim for INT8's throughput over HTTP, against fp32's
 
 
-def verdict(ok: bool, shortfall: str) -> str:
-    return "met" if ok else f"**missed** by {shortfall}"
-
-
-def times(ours: float, theirs: float) -> float:
-    """ours / theirs, infinite when theirs answered nothing (a short run of a slow server)."""
-    return ours / theirs if theirs else math.inf
-
-
-def short_of(measured: float, reference: float, factor: float) -> str:
-    """How far a throughput falls below `factor` times a reference."""
-    return (
-        f"{factor - times(measured, reference):.2f}x "
-        f"({factor * reference - measured:.1f} img/s short of {factor:g}x)"
-    )
-
-
-def against(name: str, ours: LoadResult, theirs: LoadResult, factor: float) -> str:
-    """A target row: at least `factor` times a server's throughput and a p99 no worse."""
-    ratio = times(ours.throughput, theirs.throughput)
-    misses = [short_of(ours.throughput, theirs.throughput, factor)] if ratio < factor else []
-    if ours.p99_ms > theirs.p99_ms:
-        misses.append(f"a p99 {ours.p99_ms - theirs.p99_ms:.0f} ms worse")
-    return (
-        f"| ≥ {factor:g}x {name} at c={C}, p99 no worse | {ours.throughput:.1f} vs "
-        f"{theirs.throughput:.1f} img/s = {ratio:.2f}x; p99 {ours.p99_ms:.0f} vs "
-        f"{theirs.p99_ms:.0f} ms | {verdict(not misses, ' and '.join(misses))} |"
-    )
-
-
-def targets(r: Results) -> list[str]:
-    pounce = r.runs["pounce"]
-    ours = pounce.tuned
-    baseline = r.runs["torchscript"].tuned
-    ratio = times(ours.throughput, baseline.throughput)
-    share = ours.throughput / r.ceiling.with_decoding
-    rss, ready = pounce.rss_after_mb, pounce.cold_start_s
-    soaked = pounce.requests >= SOAK_REQUESTS
-    rss_miss = f"{rss - MAX_RSS_MB:.0f} MB" if soaked else f"only {pounce.requests} requests sent"
-    return [
-        "| target | measured | |",
-        "|---|---|---|",
-        f"| throughput at c={C} ≥ 2x the TorchScript baseline | {ours.throughput:.1f} vs "
-        f"{baseline.throughput:.1f} img/s = {ratio:.2f}x | "
-        f"{verdict(ratio >= 2, short_of(ours.throughput, baseline.throughput, 2))} |",
-        f"| throughput at c={C} ≥ 80% of the ONNX in-process ceiling with decoding | "
-        f"{ours.throughput:.1f} vs {r.ceiling.with_decoding:.1f} img/s = {share:.0%} | "
-        f"{verdict(share >= 0.8, f'{80 - 100 * share:.0f} percentage points')} |",
-        against(
-            f"the best LitServe setting ({r.runs['litserve'].setting}) on the same ONNX model",
-            ours,
-            r.runs["litserve"].tuned,
-            1.3,
-        ),
-        against("the naive server", ours, r.runs["naive"].tuned, 3),
-        f"| one Pounce process ≤ {MAX_RSS_MB} MB RSS after {SOAK_REQUESTS:,} requests | "
-        f"{rss:.0f} MB after {pounce.requests:,} (when ready: {pounce.rss_ready_mb:.0f} MB) | "
-        f"{verdict(soaked and rss <= MAX_RSS_MB, rss_miss)} |",
-        f"| ready ≤ {MAX_READY_S:g} s (process start to /readyz 200) | {ready:.2f} s | "
-        f"{verdict(ready <= MAX_READY_S, f'{ready - MAX_READY_S:.2f} s')} |",
-        int8_target(r),
+def target_rows(r: Results) -> list[str]:
+    rows = [
+        [t.aim, t.measured, "met" if t.met else f"**missed** by {t.shortfall}"] for t in targets(r)
     ]
-
-
-def int8_target(r: Results) -> str:
-    fp32, int8 = r.runs["pounce"].tuned, r.runs["pounce-int8"].tuned
-    ratio = times(int8.throughput, fp32.throughput)
-    return (
-        f"| INT8 (`compile --int8`) ≥ {INT8_SPEEDUP:g}x fp32's throughput at c={C} | "
-        f"{int8.throughput:.1f} vs {fp32.throughput:.1f} img/s = {ratio:.2f}x | "
-        f"{verdict(ratio >= INT8_SPEEDUP, short_of(int8.throughput, fp32.throughput, 1.5))} |"
-    )
+    return table(["target", "measured", ""], rows)
 
 
 def int8(r: Results) -> list[str]:
@@ -258,7 +188,7 @@ def markdown(r: Results) -> str:
         "",
         "## Targets",
         "",
-        *targets(r),
+        *target_rows(r),
         "",
         f"## Throughput and latency by concurrency ({LOAD_PHOTO} photo)",
         "",

@@ -135,8 +135,11 @@ def test_cli_prints_the_same_answers(
 
 def test_openapi_describes_both_kinds(colours_client: TestClient) -> None:
     schemas = colours_client.get("/openapi.json").json()["components"]["schemas"]
-    kinds = schemas["PredictResponse"]["allOf"][0]["oneOf"]
-    assert {k["$ref"].rsplit("/", 1)[1] for k in kinds} == {"Result", "MultiLabelResult"}
+    kinds = schemas["PredictResponse"]["oneOf"]
+    assert {k["$ref"].rsplit("/", 1)[1] for k in kinds} == {"SingleLabelAnswer", "MultiLabelAnswer"}
+    assert schemas["MultiLabelAnswer"]["allOf"][0] == {
+        "$ref": "#/components/schemas/MultiLabelResult"
+    }
     multi = schemas["MultiLabelResult"]
     assert set(multi["required"]) == {"kind", "labels", "threshold", "predictions"}
     batch_items = schemas["BatchResponse"]["properties"]["results"]["items"]["oneOf"]

@@ -1,0 +1,63 @@
+// A small frontend module, as a developer would write one against Pounce: types generated
+// from /openapi.json by openapi-typescript (schema.d.ts, made by tests/test_clients.py),
+// calls made with openapi-fetch. It must compile under `tsc --strict` and run under node:
+//   node build/frontend.js http://127.0.0.1:8000 <base64 of a JPEG>
+import createClient from "openapi-fetch";
+import type { components, paths } from "./schema";
+
+type Classified = components["schemas"]["Result"] | components["schemas"]["MultiLabelResult"];
+type ErrorCode = components["schemas"]["ErrorCode"];
+
+declare const process: { argv: string[]; exit(code: number): never }; // no @types/node needed
+
+// What a frontend shows: the top label, or the labels a multi-label model passes.
+export function headline(answer: Classified): string {
+  return "kind" in answer ? answer.labels.join(", ") || "(no label passes)" : answer.label;
+}
+
+async function main(): Promise<void> {
+  const [baseUrl, photo] = process.argv.slice(2);
+  if (!baseUrl || !photo) throw new Error("usage: frontend.js BASE_URL BASE64_JPEG");
+  const api = createClient<paths>({ baseUrl });
+  const seen: Record<string, unknown> = {};
+
+  const model = await api.GET("/api/model");
+  if (!model.data) throw new Error("no model");
+  seen.kind = model.data.kind;
+  seen.classes = model.data.class_count;
+
+  const json = await api.POST("/api/predict", { body: { image: photo }, params: { query: { top_k: 3 } } });
+  if (!json.data) throw new Error(`classify failed: ${json.error?.error.code}`);
+  seen.label = headline(json.data);
+  seen.predictions = json.data.predictions.length;
+
+  const bytes = Uint8Array.from(atob(photo), (c) => c.charCodeAt(0));
+  const blob = new Blob([bytes], { type: "image/jpeg" });
+  const upload = await api.POST("/api/predict", {
+    body: {}, // multipart: the form is built below, from a Blob (the schema's `file` is a string)
+    bodySerializer: () => {
+      const form = new FormData();
+      form.append("file", blob, "photo.jpg");
+      return form;
+    },
+  });
+  seen.upload = upload.data ? headline(upload.data) : upload.error?.error.code;
+
+  const batch = await api.POST("/api/predict/batch", {
+    body: { items: [{ image: photo }, { image: "bm90IGFuIGltYWdl" }] },
+  });
+  seen.batch = batch.data?.results.map((r) => ("error" in r ? r.error.code : headline(r)));
+
+  const bad = await api.POST("/api/predict", { body: { image: photo }, params: { query: { top_k: 0 } } });
+  const code: ErrorCode | undefined = bad.error?.error.code;
+  seen.error = { status: bad.response.status, code, requestId: bad.response.headers.get("X-Request-ID") };
+
+  const ready = await api.GET("/readyz");
+  seen.ready = ready.data?.status;
+  console.log(JSON.stringify(seen));
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,84 @@
+"""The OpenAPI document as a contract for client generators (app/openapi.py): every
+operation named, tagged and matched to the route table; bodies required; each
+status an operation can answer listed, with its error codes and headers; every
+$ref resolves. tests/test_clients.py then generates real clients from it."""
+
+from starlette.testclient import TestClient
+
+from app.error_codes import ERRORS, RETRY_AFTER
+from app.main import routes
+from app.openapi import OPERATIONS
+
+
+def refs(node: object) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if "$ref" in node else set()
+        return found.union(*(refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(refs(value) for value in node))
+    return set()
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        kind, name = node["$ref"].split("/")[2:]
+        node = schema["components"][kind][name]
+    return node
+
+
+def test_operations_match_the_route_table(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    documented = {(m.upper(), path) for path, ops in schema["paths"].items() for m in ops}
+    assert documented == set(OPERATIONS)
+    assert {path for _, path in documented} <= {getattr(route, "path", None) for route in routes}
+    ids = [op["operationId"] for ops in schema["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)) == 6
+    assert all(op["tags"] for ops in schema["paths"].values() for op in ops.values())
+    assert schema["servers"] and schema["security"] == []
+    components = {
+        f"#/components/{k}/{n}" for k, entries in schema["components"].items() for n in entries
+    }
+    assert refs(schema) and refs(schema) <= components
+
+
+def test_bodies_are_required_and_sources_are_a_named_one_of(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path, method in (("/api/predict", "post"), ("/api/predict/batch", "post")):
+        assert schema["paths"][path][method]["requestBody"]["required"] is True
+    source = schema["components"]["schemas"]["ImageSource"]
+    assert source["oneOf"] == [
+        {"$ref": "#/components/schemas/UrlSource"},
+        {"$ref": "#/components/schemas/Base64Source"},
+    ]
+
+
+def test_top_k_has_bounds_and_a_described_default(client: TestClient) -> None:
+    top_k = client.get("/openapi.json").json()["components"]["parameters"]["TopK"]
+    assert top_k["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+    assert "default" not in top_k["schema"] and "TOP_K" in top_k["description"]
+
+
+def test_every_status_lists_its_codes_and_headers(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["schemas"]["ErrorCode"]["enum"] == list(ERRORS)
+    post = schema["paths"]["/api/predict"]["post"]["responses"]
+    assert {"400", "408", "413", "415", "422", "431", "500", "502", "503", "504"} <= set(post)
+    for ops in schema["paths"].values():
+        for operation in ops.values():
+            for status, response in operation["responses"].items():
+                assert "X-Request-ID" in response["headers"], status
+                body = response["content"]["application/json"]["schema"]
+                if status == "200":
+                    assert "example" in response["content"]["application/json"] or body
+                    continue
+                assert body == {"$ref": "#/components/schemas/Error"}
+                codes = response["description"].split(": ", 1)[1].split(", ")
+                assert codes and all(int(status) in ERRORS[code].statuses for code in codes)
+                assert ("Retry-After" in response["headers"]) == bool(RETRY_AFTER & set(codes))
+    assert set(
+        schema["paths"]["/readyz"]["get"]["responses"]["503"]["description"]
+        .split(": ")[1]
+        .split(", ")
+    ) == {"not_ready"}
+    assert "503" not in schema["paths"]["/healthz"]["get"]["responses"]
+    assert resolve(schema, post["200"])["content"]["application/json"]["example"]["label"]
