@@ -138,6 +138,16 @@ def colours_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_colours(tmp_path_factory.mktemp("colours"))
 
 
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real server process for a test module, ready; it may fetch from the local image
+    server (private URLs allowed)."""
+    from tests.live import serve
+
+    with serve(tmp_path_factory.mktemp("live"), ALLOW_PRIVATE_URLS="true") as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def client() -> Iterator[TestClient]:
     """The app with default settings, its lifespan run (model loaded and warm)."""

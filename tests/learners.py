@@ -72,6 +72,16 @@ def default_network_learner(folder: Path, item_tfms: list, batch_tfms: list | No
     )
 
 
+def _fit_and_export(learn: object, epochs: int, at_least: float, name: str) -> Path:
+    """Train (one cycle), check the learner learned, and export it as a user would."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learn.fit_one_cycle(epochs, 1e-2)
+    assert learn.validate()[1] > at_least
+    learn.export(name)
+    return learn.path / name
+
+
 def digit_image(pixels: np.ndarray) -> Image.Image:
     """An 8x8 digit (values 0-16) as a 28x28 black-on-white greyscale picture."""
     grey = (255 - pixels.reshape(8, 8) * 15).clip(0, 255).astype(np.uint8)
@@ -108,12 +118,7 @@ def train_digits(root: Path) -> Path:
     ).dataloaders(root, bs=64, num_workers=0)
     set_seed(0, reproducible=True)
     learn = Learner(dls, SimpleCNN([1, 16, 32, 64, 10]), metrics=accuracy, path=root)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        learn.fit_one_cycle(8, 1e-2)
-    assert learn.validate()[1] > 0.8
-    learn.export("digits.pkl")
-    return root / "digits.pkl"
+    return _fit_and_export(learn, epochs=8, at_least=0.8, name="digits.pkl")
 
 
 # The multi-label fixture's labels: the colours of the squares a picture carries.
@@ -195,12 +200,7 @@ def train_colours(root: Path) -> Path:
         torch.nn.Linear(32, len(COLOURS)),
     )
     learn = Learner(dls, network, metrics=accuracy_multi, path=root)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        learn.fit_one_cycle(10, 1e-2)
-    assert learn.validate()[1] > 0.95
-    learn.export("colours.pkl")
-    return root / "colours.pkl"
+    return _fit_and_export(learn, epochs=10, at_least=0.95, name="colours.pkl")
 
 
 # A module of the user's, defining a layer built on torch.logaddexp, which the ONNX

@@ -22,13 +22,6 @@ CAT = ROOT / "static" / "examples" / "cat.jpg"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    # The URL flow fetches from the local image server, so private URLs are allowed here.
-    with serve(tmp_path_factory.mktemp("browser"), ALLOW_PRIVATE_URLS="true") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 

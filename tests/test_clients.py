@@ -15,23 +15,16 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CAT_CLASSES, ROOT, ImageServer
-from tests.live import Live, request, serve
+from tests.live import Live, request
 
 GENERATOR = ROOT / ".venv-openapi" / "bin" / "openapi-python-client"
 TYPESCRIPT = ROOT / "clients" / "typescript"
 CAT = ROOT / "static" / "examples" / "cat.jpg"
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    with serve(tmp_path_factory.mktemp("clients"), ALLOW_PRIVATE_URLS="true") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
