@@ -37,11 +37,11 @@ async def _predict(request: Request, data: bytes, top_k: int) -> dict:
 
 async def _classify(request: Request, source: str | bytes, top_k: int) -> dict:
     data = await _image_bytes(request, source)
-    async with _admitted(request):
+    async with admitted(request):
         return await _predict(request, data, top_k)
 
 
-def _elapsed_ms(started: float) -> float:
+def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
@@ -62,7 +62,7 @@ class Predict(HTTPEndpoint):
         source = await single_source(request)
         result = await until_disconnect(request, _classify(request, source, top_k))
         result["model"] = request.app.state.classifier.model.name
-        result["elapsed_ms"] = _elapsed_ms(started)
+        result["elapsed_ms"] = elapsed_ms(started)
         if wants_html(request):
             return render_page(request, result=result)
         return JSONResponse(result)
@@ -78,7 +78,7 @@ async def predict_batch(request: Request) -> JSONResponse:
         {
             "results": results,
             "model": request.app.state.classifier.model.name,
-            "elapsed_ms": _elapsed_ms(started),
+            "elapsed_ms": elapsed_ms(started),
         }
     )
 
@@ -104,12 +104,12 @@ async def _classify_batch(request: Request, items: list, top_k: int) -> list[dic
             return exc.body()
 
     loaded = await asyncio.gather(*(load(item) for item in items))
-    async with _admitted(request):
+    async with admitted(request):
         return list(await asyncio.gather(*(predict(data) for data in loaded)))
 
 
 @asynccontextmanager
-async def _admitted(request: Request) -> AsyncIterator[None]:
+async def admitted(request: Request) -> AsyncIterator[None]:
     """Hold an admission slot for a prediction request (503 when full)."""
     async with request.app.state.admission.slot() as waited:
         request.app.state.metrics.queue_wait.observe(waited)

@@ -7,6 +7,8 @@ shape) is the CPU work the API runs inside an admission slot. `top_k` is checked
 here once, for both.
 """
 
+import numpy as np
+
 from app.batching import Predictor
 from app.budget import Reservation
 from app.errors import ApiError
@@ -59,6 +61,10 @@ class Classifier:
             return source
         return await self.fetcher.fetch(source, reservation)
 
+    async def probabilities(self, data: bytes) -> np.ndarray:
+        """Decode and run one image: every class's probability."""
+        return await self.predictor.predict(data)
+
     async def classify(self, data: bytes, top_k: int) -> dict:
         """Decode and classify one image: the answer the API and the CLI give."""
-        return self.model.result(await self.predictor.predict(data), top_k)
+        return self.model.result(await self.probabilities(data), top_k)

@@ -15,6 +15,7 @@ URL = "an image named by URL"
 PREDICT = "a prediction"
 BATCH = "a batch"
 READY = "the readiness check"
+INFERENCE = "an Open Inference Protocol request (/v2)"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ ERRORS: dict[str, ErrorCode] = {
     "invalid_form": ErrorCode((400,), "The form body doesn't parse.", BODY),
     "invalid_item": ErrorCode((400,), "A batch item is not an object naming an image.", BATCH),
     "bad_request": ErrorCode((400,), "The request is malformed.", ANY),
+    "invalid_inference_request": ErrorCode(
+        (400,),
+        "An Open Inference Protocol request the server can't take; the message says why.",
+        INFERENCE,
+    ),
+    "model_not_found": ErrorCode(
+        (404,), "No model of that name is served here (MODEL_NAME).", INFERENCE
+    ),
     "not_found": ErrorCode((404,), "There is nothing at this path.", ROUTE),
     "method_not_allowed": ErrorCode((405,), "This path doesn't take that method.", ROUTE),
     "request_timeout": ErrorCode(

@@ -55,10 +55,15 @@ def request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+OPEN_INFERENCE = "/v2"  # app/open_inference.py's paths, whose errors the protocol shapes
+
+
 def render(request: Request, error: ApiError) -> Response:
     headers = dict(error.headers or {})
     if "allow" in request.scope:
         headers["Allow"] = request.scope["allow"]
+    if request.url.path == OPEN_INFERENCE or request.url.path.startswith(OPEN_INFERENCE + "/"):
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
     if wants_html(request):
         from app.pages import render_page  # the page module renders; this one decides
 

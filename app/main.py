@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from app import api, pages
+from app import open_inference as v2
 from app.admission import Admission
 from app.budget import UploadBudget
 from app.classify import Classifier
@@ -40,6 +41,13 @@ routes = [
     Route("/api/model", api.model_info, methods=["GET"], name="model"),
     Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
     Route("/readyz", api.readyz, methods=["GET"], name="readyz"),
+    # The Open Inference Protocol (KServe V2 REST), for standard inference clients.
+    Route("/v2", v2.server_metadata, methods=["GET"], include_in_schema=False),
+    Route("/v2/health/live", v2.server_live, methods=["GET"], include_in_schema=False),
+    Route("/v2/health/ready", v2.server_ready, methods=["GET"], include_in_schema=False),
+    Route("/v2/models/{name}", v2.model_metadata, methods=["GET"], include_in_schema=False),
+    Route("/v2/models/{name}/ready", v2.model_ready, methods=["GET"], include_in_schema=False),
+    Route("/v2/models/{name}/infer", v2.infer, methods=["POST"], include_in_schema=False),
     Route("/metrics", metrics, methods=["GET"], include_in_schema=False, name="metrics"),
     Route("/openapi.json", openapi_schema, include_in_schema=False, name="openapi"),
     Route("/docs", pages.docs, include_in_schema=False, name="docs"),
@@ -67,7 +75,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     trimmer = asyncio.create_task(trim_periodically())
     app.state.classifier = classifier
     app.state.admission = admission
-    app.state.model_info = model.metadata()
+    app.state.model_info = {"name": settings.model_name, **model.metadata()}
     app.state.metrics.watch(admission, app.state.budget, app.state.model_info)
     drain_on_sigterm(app)
     app.state.ready = True

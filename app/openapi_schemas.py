@@ -32,6 +32,10 @@ _base64_source = {
     },
 }
 _model_info_properties = {
+    "name": {
+        "type": "string",
+        "description": "MODEL_NAME: the model's name in the Open Inference Protocol (/v2).",
+    },
     "file": {"type": "string", "description": "The compiled .onnx file served."},
     "sha256": {"type": "string"},
     "runtime": {
@@ -193,6 +197,7 @@ SCHEMAS = {
     "ModelInfo": {
         "type": "object",
         "required": [
+            "name",
             "file",
             "sha256",
             "runtime",

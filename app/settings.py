@@ -29,6 +29,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     model_path: Path
+    model_name: str
     model_cache_dir: Path
     host: str
     port: int
@@ -119,6 +120,15 @@ def _text(text: str) -> str:
     return text
 
 
+def _model_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", text):
+        raise ValueError(text)
+    return text
+
+
+_model_name.expects = "letters, digits and ._- (a URL path segment)"  # type: ignore[attr-defined]
+
+
 def _colour(text: str) -> str:
     if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", text.strip()):
         raise ValueError(text)
@@ -161,6 +171,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     cache_home = Path(config("XDG_CACHE_HOME", default="~/.cache")).expanduser()
     return Settings(
         model_path=model_path,
+        # What the Open Inference Protocol calls the model: /v2/models/{MODEL_NAME}.
+        model_name=get("MODEL_NAME", _model_name, model_path.stem),
         model_cache_dir=Path(
             get("MODEL_CACHE_DIR", _text, str(cache_home / "pounce"))
         ).expanduser(),

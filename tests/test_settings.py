@@ -113,7 +113,7 @@ def test_compose_defaults_are_the_apps_defaults() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
     defaults = dict(re.findall(r"^  ([A-Z_]+): \"?\$\{\1:-(.*)\}\"?$", compose, re.M))
     set_by_the_service = {"HOST", "PORT", "MODEL_PATH"}
-    machine_dependent = {"INFERENCE_WORKERS", "MODEL_CACHE_DIR", "XDG_CACHE_HOME"}
+    machine_dependent = {"INFERENCE_WORKERS", "MODEL_CACHE_DIR", "XDG_CACHE_HOME", "MODEL_NAME"}
     assert set(defaults) == settings_read() - set_by_the_service - machine_dependent
     for name, value in defaults.items():
         assert load(**{name: value}) == load(), name

@@ -1,0 +1,233 @@
+"""The Open Inference Protocol (KServe V2 REST), beside the app's own API, so that
+standard clients (tritonclient, KServe, MLServer's) can call Pounce.
+
+One input, `images`: a BYTES tensor of shape [N] holding encoded image files,
+sent as JSON `data` in base64 (`"parameters": {"content_type": "base64"}`, as
+MLServer sends it) or with the binary tensor data extension (a JSON header of
+Inference-Header-Content-Length bytes, then each element as a 4-byte
+little-endian length and its bytes). Two outputs: `probabilities` (FP32
+[N, classes]) and `labels` (BYTES [N, k], the top k by probability; k from the
+output's `classification` parameter, else the server's default), each in JSON
+or binary as the request asks. The images go through the same path as the API's
+(app/classify.py), inside the same admission slot; body limits and metrics are
+the middleware's, as for every route. Errors take the protocol's shape:
+`{"error": "..."}` (app/errors.py renders them so for /v2 paths).
+"""
+
+import base64
+import binascii
+import json
+import struct
+import time
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.api import admitted, elapsed_ms
+from app.errors import ApiError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+INPUT, PROBABILITIES, LABELS = "images", "probabilities", "labels"
+VERSION = "1"
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError("invalid_inference_request", message)
+
+
+def _model(request: Request) -> object:
+    """The served model, if the path names it; 404 otherwise."""
+    name = request.path_params["name"]
+    served = request.app.state.settings.model_name
+    if name != served:
+        raise ApiError(
+            "model_not_found", f"No model {name[:80]!r} here; this server serves {served!r}."
+        )
+    return request.app.state.classifier.model
+
+
+async def server_metadata(request: Request) -> JSONResponse:
+    """GET /v2: who is answering."""
+    return JSONResponse(
+        {"name": "pounce", "version": "1.0.0", "extensions": ["binary_tensor_data"]}
+    )
+
+
+async def server_live(request: Request) -> JSONResponse:
+    return JSONResponse({"live": True})
+
+
+async def server_ready(request: Request) -> JSONResponse:
+    if not request.app.state.ready:
+        raise ApiError("not_ready", "The model is not loaded, or the server is stopping.")
+    return JSONResponse({"ready": True})
+
+
+async def model_metadata(request: Request) -> JSONResponse:
+    model = _model(request)
+    classes = len(model.labels)
+    return JSONResponse(
+        {
+            "name": request.app.state.settings.model_name,
+            "versions": [VERSION],
+            "platform": "onnxruntime_onnx",
+            "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [
+                {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, classes]},
+                {"name": LABELS, "datatype": "BYTES", "shape": [-1, -1]},
+            ],
+            "parameters": {"kind": model.kind, "classes": model.labels},
+        }
+    )
+
+
+async def model_ready(request: Request) -> JSONResponse:
+    _model(request)
+    if not request.app.state.ready:
+        raise ApiError("not_ready", "The model is not loaded, or the server is stopping.")
+    return JSONResponse({"name": request.app.state.settings.model_name, "ready": True})
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
+    """The JSON header and the binary data after it (none without the extension)."""
+    if header_length is None:
+        head, rest = body, b""
+    elif header_length.isdigit() and int(header_length) <= len(body):
+        head, rest = body[: int(header_length)], body[int(header_length) :]
+    else:
+        raise _invalid(f"{HEADER_LENGTH} must be the JSON header's length in bytes.")
+    try:
+        header = json.loads(head)
+    except (ValueError, UnicodeDecodeError):
+        raise _invalid("The inference request is not valid JSON.") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+        raise _invalid('The inference request needs "inputs", a list.')
+    return header, rest
+
+
+def _elements(raw: bytes) -> list[bytes]:
+    """A BYTES tensor's binary form: each element as a 4-byte little-endian length and its bytes."""
+    items, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise _invalid(f"The binary data of {INPUT!r} is truncated.")
+        (size,) = struct.unpack_from("<I", raw, pos)
+        if pos + 4 + size > len(raw):
+            raise _invalid(f"The binary data of {INPUT!r} is truncated.")
+        items.append(raw[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return items
+
+
+def _images(header: dict, binary: bytes, max_items: int) -> list[bytes]:
+    """The encoded images the request's one input carries."""
+    inputs = header["inputs"]
+    if len(inputs) != 1 or not isinstance(inputs[0], dict) or inputs[0].get("name") != INPUT:
+        raise _invalid(f"Send exactly one input, named {INPUT!r}: a BYTES tensor of image files.")
+    tensor = inputs[0]
+    shape, parameters = tensor.get("shape"), tensor.get("parameters") or {}
+    if tensor.get("datatype") != "BYTES" or not (
+        isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], int)
+    ):
+        raise _invalid(f"{INPUT!r} must be BYTES with shape [N].")
+    if "binary_data_size" in parameters:
+        size = parameters["binary_data_size"]
+        if not isinstance(size, int) or size != len(binary):
+            raise _invalid(f"{INPUT!r}'s binary_data_size does not match the data sent.")
+        images = _elements(binary)
+    else:
+        data = tensor.get("data")
+        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+            raise _invalid(f"{INPUT!r}'s data must be a list of base64 strings.")
+        try:
+            images = [base64.b64decode(item, validate=True) for item in data]
+        except (binascii.Error, ValueError):
+            raise _invalid(f"{INPUT!r}'s data must be base64 (content_type base64).") from None
+    if len(images) != shape[0]:
+        raise _invalid(f"{INPUT!r} has shape [{shape[0]}] but carries {len(images)} elements.")
+    if not 1 <= len(images) <= max_items:
+        raise _invalid(f"Send from 1 to {max_items} images (MAX_BATCH_ITEMS).")
+    return images
+
+
+def _outputs(header: dict, default_k: int, classes: int) -> dict[str, tuple[bool, int]]:
+    """The outputs to send: name -> (binary?, k). All of them unless the request names some."""
+    every_binary = bool((header.get("parameters") or {}).get("binary_data_output", False))
+    asked = header.get("outputs")
+    if asked is None:
+        return {PROBABILITIES: (every_binary, 0), LABELS: (every_binary, default_k)}
+    if not isinstance(asked, list):
+        raise _invalid('"outputs" must be a list.')
+    chosen = {}
+    for output in asked:
+        name = output.get("name") if isinstance(output, dict) else None
+        if name not in (PROBABILITIES, LABELS):
+            raise _invalid(f"Unknown output {name!r}: there are {PROBABILITIES!r} and {LABELS!r}.")
+        parameters = output.get("parameters") or {}
+        k = parameters.get("classification", default_k)
+        if not isinstance(k, int) or not 1 <= k <= classes:
+            raise _invalid(f"classification must be an integer from 1 to {classes}.")
+        chosen[name] = (bool(parameters.get("binary_data", every_binary)), k)
+    return chosen
+
+
+def _tensor(name: str, values: np.ndarray | list, binary: bool) -> tuple[dict, bytes]:
+    """An output as JSON, or as its header entry and binary data."""
+    if name == PROBABILITIES:
+        array = np.asarray(values, dtype="<f4")
+        entry = {"name": name, "datatype": "FP32", "shape": list(array.shape)}
+        raw, flat = array.tobytes(), array.ravel().tolist()
+    else:
+        rows = values
+        entry = {"name": name, "datatype": "BYTES", "shape": [len(rows), len(rows[0])]}
+        flat = [label for row in rows for label in row]
+        raw = b"".join(struct.pack("<I", len(b)) + b for b in (s.encode() for s in flat))
+    if binary:
+        return {**entry, "parameters": {"binary_data_size": len(raw)}}, raw
+    return {**entry, "data": flat}, b""
+
+
+async def infer(request: Request) -> Response:
+    """POST /v2/models/{name}/infer."""
+    started = time.perf_counter()
+    model = _model(request)
+    classifier = request.app.state.classifier
+    header, binary = _split(await request.body(), request.headers.get(HEADER_LENGTH))
+    images = _images(header, binary, request.app.state.settings.max_batch_items)
+    outputs = _outputs(header, classifier.default_top_k, len(model.labels))
+    async with admitted(request):
+        rows = []
+        for index, data in enumerate(images):
+            try:
+                rows.append(await classifier.probabilities(data))
+            except ApiError as exc:
+                raise _invalid(f"{INPUT!r} element {index}: {exc.message}") from None
+    probabilities = np.stack(rows)
+    tensors = {
+        PROBABILITIES: probabilities,
+        LABELS: [
+            [p["label"] for p in model.top_k(row, outputs.get(LABELS, (0, 1))[1])] for row in rows
+        ],
+    }
+    entries, blobs = [], []
+    for name, (binary_out, _) in outputs.items():
+        entry, raw = _tensor(name, tensors[name], binary_out)
+        entries.append(entry)
+        blobs.append(raw)
+    body = {
+        "model_name": request.app.state.settings.model_name,
+        "model_version": VERSION,
+        "outputs": entries,
+        "parameters": {"elapsed_ms": elapsed_ms(started)},
+    }
+    if "id" in header:
+        body["id"] = header["id"]
+    if not any(blobs):
+        return JSONResponse(body)
+    head = json.dumps(body).encode()
+    return Response(
+        head + b"".join(blobs),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(head))},
+    )
