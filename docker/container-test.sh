@@ -174,6 +174,21 @@ echo "$refusal"
 [ "$refused" = 1 ] && [ "$(printf '%s\n' "$refusal" | wc -l)" = 1 ]
 case "$refusal" in *"fastai isn't installed here"*"python -m app compile"*) ;; *) exit 1 ;; esac
 
+# As deploy/kubernetes runs it: read-only root filesystem, every capability dropped, writable
+# only where an emptyDir is mounted (/tmp for spooled uploads, MODEL_CACHE_DIR).
+log "running read-only, no capabilities, with /tmp and /cache as tmpfs"
+docker run -d --name "$NAME" --network host -e HOST=127.0.0.1 -e PORT="$PORT" \
+    --read-only --tmpfs /tmp --tmpfs /cache -e MODEL_CACHE_DIR=/cache \
+    --cap-drop ALL --security-opt no-new-privileges "pounce:runtime" >/dev/null
+wait_ready
+classify_cat
+head -c 2000000 /dev/urandom >"$work/big.bin"  # over the 1 MB that multipart keeps in memory
+status=$(curl -s -o /dev/null -w '%{http_code}' -F file=@"$work/big.bin" \
+    "http://127.0.0.1:$PORT/api/predict")
+echo "a 2 MB upload (spooled to /tmp) -> $status"
+[ "$status" = 415 ]
+docker rm -f "$NAME" >/dev/null
+
 log "building and running the INT8 runtime image (PRECISION=int8)"
 build runtime runtime-int8 --build-arg PRECISION=int8
 grep -o "INT8, calibrated on .*" "$work/build-runtime-int8.log" | head -n1

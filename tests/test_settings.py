@@ -6,6 +6,7 @@ import pytest
 
 from app.settings import SettingsError, load_settings
 from tests.conftest import MODEL, ROOT
+from tests.helpers import settings_read
 
 
 def load(**env: str):
@@ -68,24 +69,6 @@ def test_bad_values_name_the_variable(env: dict, message: str) -> None:
         load(**env)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
-
-
-class Recording(dict):
-    """An environment that remembers which variables were looked up."""
-
-    def __init__(self, values: dict) -> None:
-        super().__init__(values)
-        self.read: set[str] = set()
-
-    def __contains__(self, key: object) -> bool:
-        self.read.add(str(key))
-        return super().__contains__(key)
-
-
-def settings_read() -> set[str]:
-    environ = Recording({"MODEL_PATH": str(MODEL)})
-    load_settings(environ)
-    return environ.read
 
 
 def test_the_configuration_page_lists_every_setting() -> None:
