@@ -14,6 +14,7 @@ the middleware's, as for every route. Errors take the protocol's shape:
 `{"error": "..."}` (app/errors.py renders them so for /v2 paths).
 """
 
+import asyncio
 import base64
 import binascii
 import json
@@ -196,23 +197,22 @@ async def infer(request: Request) -> Response:
     header, binary = _split(await request.body(), request.headers.get(HEADER_LENGTH))
     images = _images(header, binary, request.app.state.settings.max_batch_items)
     outputs = _outputs(header, classifier.default_top_k, len(model.labels))
-    async with admitted(request):
-        rows = []
-        for index, data in enumerate(images):
-            try:
-                rows.append(await classifier.probabilities(data))
-            except ApiError as exc:
-                raise _invalid(f"{INPUT!r} element {index}: {exc.message}") from None
-    probabilities = np.stack(rows)
-    tensors = {
-        PROBABILITIES: probabilities,
-        LABELS: [
-            [p["label"] for p in model.top_k(row, outputs.get(LABELS, (0, 1))[1])] for row in rows
-        ],
-    }
+    async with admitted(request):  # every image at once, as the API's batch does
+        rows = await asyncio.gather(
+            *(classifier.probabilities(data) for data in images), return_exceptions=True
+        )
+    for index, row in enumerate(rows):
+        if isinstance(row, ApiError):
+            raise _invalid(f"{INPUT!r} element {index}: {row.message}")
+        if isinstance(row, BaseException):
+            raise row
     entries, blobs = [], []
-    for name, (binary_out, _) in outputs.items():
-        entry, raw = _tensor(name, tensors[name], binary_out)
+    for name, (binary_out, k) in outputs.items():
+        if name == PROBABILITIES:
+            values = np.stack(rows)
+        else:
+            values = [[p["label"] for p in model.top_k(row, k)] for row in rows]
+        entry, raw = _tensor(name, values, binary_out)
         entries.append(entry)
         blobs.append(raw)
     body = {
