@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.learner import Learner
-from fastai.losses import BCEWithLogitsLossFlat
 from PIL import Image
 
 from app.images import open_image
@@ -71,7 +70,7 @@ def parity_images() -> Iterator[tuple[str, bytes]]:
 
 
 def _reference(
-    learn: Learner, translation: Translation, image: Image.Image
+    learn: Learner, translation: Translation, image: Image.Image, multi_label: bool
 ) -> tuple[np.ndarray, set[int]]:
     """learn.predict's probabilities and the label indices it decodes: its top class, or
     for a multi-label learner the labels its loss function's threshold passes."""
@@ -80,7 +79,7 @@ def _reference(
     if getattr(learn.loss_func, "activation", None) is None:
         probs = torch.softmax(probs, dim=-1)  # as the graph does (compiler/export.py)
     probs = probs.float().numpy()
-    if type(learn.loss_func) is BCEWithLogitsLossFlat:
+    if multi_label:  # fastai's own decoding: the labels past the loss function's threshold
         return probs, {int(i) for i in np.flatnonzero(decoded.numpy())}
     return probs, {int(probs.argmax())}
 
@@ -91,7 +90,7 @@ def check_parity(learn: Learner, translation: Translation, model: Model) -> dict
     for name, data in parity_images():
         image = open_image(data, MAX_PIXELS, model.draft_size).convert(model.preprocessor.mode)
         served = model.predict_batch([model.preprocess(image)])[0]
-        expected, labels = _reference(learn, translation, image)
+        expected, labels = _reference(learn, translation, image, model.threshold is not None)
         diff = float(np.abs(served - expected).max())
         same = set(model.decision(served)) == labels
         results.append((name, diff, same))

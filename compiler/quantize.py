@@ -116,10 +116,10 @@ class _Calibration(CalibrationDataReader):
         return next(self._feeds, None)
 
 
-def agreement(fp32: Model, int8: Model, holdout: Path | None) -> dict:
+def agreement(fp32: Model, int8: Model, holdout: list[Path]) -> dict:
     """How often the INT8 model gives fp32's answer on the held-out photos."""
     same, worst, names, changed = 0, (0.0, ""), [], []
-    for name, x in _inputs(fp32, photos(holdout), mirrored=True):
+    for name, x in _inputs(fp32, holdout, mirrored=True):
         expected, got = fp32.predict_batch([x])[0], int8.predict_batch([x])[0]
         names.append(name)
         worst = max(worst, (float(np.abs(expected - got).max()), name))
@@ -147,8 +147,8 @@ def quantize(
     """The INT8 graph for the compiled fp32 file, and its quantization figures.
     `load` turns graph bytes into a Model carrying the same metadata."""
     fp32 = Model.load(fp32_path)
-    calibration_photos = photos(calibration)
-    overlap = {p.resolve() for p in calibration_photos} & {p.resolve() for p in photos(holdout)}
+    calibration_photos, holdout_photos = photos(calibration), photos(holdout)
+    overlap = {p.resolve() for p in calibration_photos} & {p.resolve() for p in holdout_photos}
     if overlap:
         raise CompileError(
             f"the held-out photos must not be calibration photos: {sorted(p.name for p in overlap)}"
@@ -173,7 +173,7 @@ def quantize(
             nodes_to_quantize=[name for name in network if name not in kept_float],
         )
         graph = quantized.read_bytes()
-    figures = agreement(fp32, load(graph), holdout)
+    figures = agreement(fp32, load(graph), holdout_photos)
     report = {
         "method": "static, QDQ, per-channel int8 weights, uint8 activations, MinMax "
         "(ONNX Runtime); graph pre/post-processing and the stem stay float",
