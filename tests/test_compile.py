@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from fastai.vision.all import (
@@ -18,12 +19,15 @@ from fastai.vision.all import (
     Resize,
     aug_transforms,
 )
+from onnx import numpy_helper
 
+from app.images import open_image
 from app.model import METADATA_KEY, Model
 from compiler.learner import CompileError
 from compiler.main import compile_file
-from compiler.parity import TOLERANCE
+from compiler.parity import TOLERANCE, parity_images
 from tests.conftest import COMPILED, MODEL, ROOT
+from tests.graphs import graph_differences
 from tests.learners import ONNX_FORM, custom_layer_learner, default_network_learner
 
 
@@ -40,25 +44,54 @@ def proven(info: dict) -> None:
     )
 
 
-def graph_and_info(path: Path) -> tuple[bytes, dict]:
+def description(path: Path) -> dict:
     proto = onnx.load(path)
-    info = json.loads(next(p.value for p in proto.metadata_props if p.key == METADATA_KEY))
-    del proto.metadata_props[:]
-    return proto.SerializeToString(), info
+    return json.loads(next(p.value for p in proto.metadata_props if p.key == METADATA_KEY))
 
 
 def test_shipped_model_matches_a_fresh_compile(tmp_path: Path) -> None:
-    """export.onnx is what compiling export.pkl gives here: the same graph, the same
-    description; the parity figures are re-measured, so only they may differ."""
+    """export.onnx is what compiling export.pkl gives, on whichever x86-64 CPU runs this:
+    the same graph and description, float constants equal within their rounding across
+    CPUs (tests/graphs.py), and the same answers within 1e-6. The parity figures are
+    re-measured, so only they may differ in the description."""
     fresh = tmp_path / "export.onnx"
     proven(quiet_compile(MODEL, fresh))
-    shipped_graph, shipped = graph_and_info(COMPILED)
-    fresh_graph, compiled = graph_and_info(fresh)
-    assert fresh_graph == shipped_graph
+    assert graph_differences(onnx.load(fresh), onnx.load(COMPILED)) == []
+    shipped, compiled = description(COMPILED), description(fresh)
     shipped_parity, fresh_parity = shipped.pop("parity"), compiled.pop("parity")
     assert compiled == shipped
     assert shipped_parity["set"] == fresh_parity["set"]
     assert shipped_parity["max_abs_diff"] <= TOLERANCE
+    fresh_model, shipped_model = Model.load(fresh), Model.load(COMPILED)
+    for name, data in parity_images():
+        image = open_image(data, 10**9, shipped_model.draft_size)
+        x = shipped_model.preprocess(image)
+        served = fresh_model.predict_batch([x])[0], shipped_model.predict_batch([x])[0]
+        assert np.abs(served[0] - served[1]).max() <= 1e-6, name
+
+
+def test_graph_comparison_sees_more_than_rounding() -> None:
+    """The comparison above takes the rounding CPUs differ by, and no more: a weight moved
+    past it, or a changed node, is a difference."""
+    shipped = onnx.load(COMPILED)
+    rounded = onnx.load(COMPILED)  # every float constant 2 ULPs off, as another CPU folds
+    for tensor in rounded.graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if values.dtype == np.float32:
+            up = np.nextafter(np.nextafter(values, np.inf), np.inf)
+            tensor.CopyFrom(numpy_helper.from_array(up, tensor.name))
+    assert graph_differences(rounded, shipped) == []
+    moved = onnx.load(COMPILED)
+    weight = next(t for t in moved.graph.initializer if len(t.dims) == 4)
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[0] += 1e-5 * np.abs(values).max()
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    assert len(graph_differences(moved, shipped)) == 1
+    renamed = onnx.load(COMPILED)
+    renamed.graph.node[0].op_type = "Identity"
+    assert graph_differences(renamed, shipped) == [
+        "the graphs differ in more than their float constants"
+    ]
 
 
 @pytest.mark.parametrize(
