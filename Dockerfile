@@ -1,8 +1,9 @@
 # Pounce container image:
 #   serving - a virtualenv in /opt/venv with the serving requirements only (ONNX Runtime,
 #             no torch)
-#   build   - serving + the compile requirements (CPU torch, fastai, onnx); compiles the
-#             model (build argument MODEL, default export.pkl) into /opt/model/model.onnx,
+#   build   - serving + the compile requirements (CPU torch, fastai 2.8 and 2.7, onnx); compiles
+#             the model (build argument MODEL, default export.pkl; an export of fastai 2.7 or
+#             2.8) into /opt/model/model.onnx,
 #             proving parity with learn.predict as it does (a mismatch fails the build)
 #   dev     - build + test/lint tools, for training and compiling; mount the source at
 #             /app; uvicorn --reload
@@ -37,13 +38,15 @@ FROM serving AS build
 # CPU-only torch: the CUDA wheels add gigabytes and do nothing on a CPU host.
 # Empty means PyPI only (CI puts a local CPU wheel in docker/wheels instead).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-COPY requirements-compile.txt /tmp/requirements-compile.txt
+COPY requirements-compile.txt requirements-fastai27.txt /tmp/
+# fastai 2.7 beside 2.8, for exports made with fastai 2.0-2.7 (compiler/fastai_lines.py).
 RUN --mount=type=bind,source=docker/wheels,target=/wheels \
     --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     pip install --find-links /wheels \
         ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
-        -r /tmp/requirements-compile.txt
+        -r /tmp/requirements-compile.txt \
+    && pip install --no-deps --target /opt/venv/fastai-2.7 -r /tmp/requirements-fastai27.txt
 WORKDIR /src
 COPY app/ app/
 COPY compiler/ compiler/

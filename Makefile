@@ -1,7 +1,8 @@
 # `make run` serves the default model at http://127.0.0.1:8000; `make test` runs the suite.
 # Both create .venv and install the pinned requirements first (only when they changed).
 # Serving needs requirements.txt only (ONNX Runtime, no torch); compiling a fastai export
-# adds requirements-compile.txt (torch, fastai, onnx); tests add requirements-dev.txt.
+# adds requirements-compile.txt (torch, fastai 2.8, onnx) and requirements-fastai27.txt (fastai 2.7,
+# for older exports); tests add requirements-dev.txt.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -18,8 +19,12 @@ $(VENV)/.runtime: requirements.txt | $(PY)
 	$(PIP) -r requirements.txt
 	touch $@
 
-$(VENV)/.compile: requirements-compile.txt $(VENV)/.runtime
+# fastai 2.7, for exports made with fastai 2.0-2.7, goes into an overlay beside fastai 2.8
+# (compiler/fastai_lines.py puts it first on the path for those exports only).
+FASTAI27 := $(VENV)/fastai-2.7
+$(VENV)/.compile: requirements-compile.txt requirements-fastai27.txt $(VENV)/.runtime
 	$(PIP) -r requirements-compile.txt
+	$(PIP) --no-deps --upgrade --target $(FASTAI27) -r requirements-fastai27.txt
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.compile
@@ -82,8 +87,9 @@ model: $(VENV)/.dev
 	PYTHONPATH=. $(PY) scripts/build_default_model.py --out export.pkl
 	$(PY) -m app compile export.pkl -o export.onnx
 
-# Builds and checks both images and the deploy files (needs root: installs docker.io).
-container-test:
+# Builds and checks the images and the deploy files (needs root: installs docker.io); the venv
+# makes the fastai 2.7 export it builds an image of.
+container-test: $(VENV)/.dev
 	bash docker/container-test.sh
 
 clean:

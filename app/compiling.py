@@ -72,7 +72,8 @@ def compile_in_child(
         for line in child.stderr:
             if line.strip():
                 last = line.strip()
-                say(last)
+                if not last.startswith("error: "):  # the error is raised, not said twice
+                    say(last)
     if child.returncode != 0:
         raise ModelLoadError(last.removeprefix("error: "))
 

@@ -90,6 +90,40 @@ class Resample(torch.nn.Module):
         )
 
 
+def centre_crop(size: tuple[int, int], op: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    """RandomResizedCropGPU's crop at validation, for a batch of `size` (height, width):
+    (top, left) and (height, width), with fastai's arithmetic (before_call, split_idx 1)."""
+    height, width = size
+    low, high = op["ratio"]
+    if width / height < low:
+        crop = (int(width / low), width)
+    elif width / height > high:
+        crop = (height, int(height * high))
+    else:
+        crop = (height, width)
+    crop = (int(crop[0] * op["valid_scale"]), int(crop[1] * op["valid_scale"]))
+    return ((height - crop[0]) // 2, (width - crop[1]) // 2), crop
+
+
+class CropResample(torch.nn.Module):
+    """RandomResizedCropGPU at validation: the centred crop, then fastai's affine_coord
+    onto `size` (the identity grid, reflection padding, corners aligned), as Resample."""
+
+    def __init__(self, op: dict, channels: int, size_in: tuple[int, int]) -> None:
+        super().__init__()
+        (self.top, self.left), self.crop = centre_crop(size_in, op)
+        resample = {"size_hw": op["size_hw"], "mode": op["mode"]}
+        resample |= {"pad_mode": "reflection", "align_corners": True}
+        self.resample = Resample(resample, channels, self.crop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[..., self.top : self.top + self.crop[0], self.left : self.left + self.crop[1]]
+        return self.resample(x)
+
+
+RESIZING = {"resample": Resample, "crop_resample": CropResample}
+
+
 class ServedNetwork(torch.nn.Module):
     """uint8 images in (batch, height, width, channels), probabilities out.
 
@@ -104,13 +138,13 @@ class ServedNetwork(torch.nn.Module):
         size = (height, width)
         ops: list[torch.nn.Module] = []
         for op in translation.batch:
-            if op["op"] == "resample":
+            if op["op"] in RESIZING:
                 if height is None:
                     raise CompileError(
-                        "aug_transforms' affine transforms resample at validation, which "
+                        "aug_transforms' batch transforms resample at validation, which "
                         "needs the item transforms to give every image one size: add Resize"
                     )
-                ops.append(Resample(op, channels, size))
+                ops.append(RESIZING[op["op"]](op, channels, size))
                 size = tuple(op["size_hw"] or size)
             else:
                 ops.append((Divide if op["op"] == "divide" else Normalize)(op))

@@ -1,14 +1,13 @@
-"""`python -m compiler export.pkl -o export.onnx [--int8]`: read, translate, export, prove, write.
+"""Compiling one export: read, translate, export, prove, write.
 
-Usually run through `python -m app compile` or by the server itself
-(app/compiling.py), each time in a process of its own.
+Run as `python -m compiler` (compiler/__main__.py), usually through
+`python -m app compile` or by the server itself (app/compiling.py), each time in
+a process of its own and in the export's own fastai line.
 """
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import torch
 
 from app.model import FORMAT, METADATA_KEY, Model
 from compiler.export import OPSET, activation_name, export_graph
-from compiler.learner import CompileError, read_learner, task
+from compiler.kinds import task
+from compiler.learner import read_learner
 from compiler.parity import check_parity
 from compiler.pipeline import translate
 from compiler.quantize import CALIBRATION, quantize
@@ -61,15 +61,21 @@ def compile_file(
     the proven fp32 graph is quantized, calibrated on `calibration`'s photos and checked
     against fp32 on `holdout`'s (compiler/quantize.py)."""
     sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
-    learn = read_learner(source)
-    translation = translate(learn)
+    stood_in: list[str] = []
+    learn = read_learner(source, stood_in)
     kind = task(learn)
+    translation = translate(learn)
     threshold = "" if kind["threshold"] is None else f", threshold {kind['threshold']:g}"
     say(
         f"compiling {source.name}: {type(learn.model).__name__}, {kind['kind']} with "
         f"{len(learn.dls.vocab)} classes{threshold}, "
         f"{translation.preprocessing['mode']} {translation.preprocessing['size']}"
     )
+    if stood_in:
+        say(
+            f"stood in for {len(stood_in)} name(s) the export pickled and this process "
+            f"lacks, which predicting doesn't call (they raise if called): {', '.join(stood_in)}"
+        )
     info = {
         "format": FORMAT,
         "labels": [str(label) for label in learn.dls.vocab],
@@ -118,33 +124,3 @@ def compile_file(
     _write(out, _with_info(graph, info))
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return info
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m compiler", description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="a fastai export (learn.export())")
-    parser.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
-    parser.add_argument("--int8", action="store_true", help="quantize to INT8 (static)")
-    parser.add_argument(
-        "--calibration",
-        type=Path,
-        default=CALIBRATION,
-        help="photos to calibrate INT8 with (default: the repo's example photos)",
-    )
-    parser.add_argument(
-        "--holdout",
-        type=Path,
-        help="other photos to check INT8 against fp32 on (default: 20 ImageNet photos)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        compile_file(
-            args.source,
-            args.out,
-            say=lambda line: print(line, file=sys.stderr),
-            int8=args.int8,
-            calibration=args.calibration,
-            holdout=args.holdout,
-        )
-    except CompileError as exc:
-        sys.exit(f"error: cannot compile {args.source}: {exc}")

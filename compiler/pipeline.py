@@ -7,7 +7,8 @@ differently, so it is refused like any other step this module doesn't know.
 Nothing is approximated. Training-only transforms (split_idx 0: lighting)
 do nothing at validation, so they are left out; aug_transforms' affine
 transforms (Flip, Rotate, Zoom, Warp) still resample at validation, with the
-identity transform, so that resampling is compiled.
+identity transform, and RandomResizedCropGPU (aug_transforms with min_scale < 1: the
+book's presizing) still takes its centred crop and resamples it, so both are compiled.
 """
 
 import math
@@ -22,6 +23,7 @@ from fastai.vision.augment import (
     Flip,
     RandomCrop,
     RandomResizedCrop,
+    RandomResizedCropGPU,
     Resize,
     Rotate,
     Warp,
@@ -35,8 +37,8 @@ from compiler.learner import CompileError
 SUPPORTED = (
     "item transforms Resize (crop, pad or squish; zeros, border or reflection padding), "
     "RandomResizedCrop, CropPad, RandomCrop and ToTensor; batch transforms "
-    "IntToFloatTensor, Normalize and aug_transforms' Flip, Dihedral, Rotate, Zoom and Warp; "
-    "training-only augmentations are left out"
+    "IntToFloatTensor, Normalize, RandomResizedCropGPU and aug_transforms' Flip, Dihedral, "
+    "Rotate, Zoom and Warp; training-only augmentations are left out"
 )
 # At validation each of these applies the identity affine transform, resampled to `size`.
 AFFINE = (AffineCoordTfm, Flip, Dihedral, Rotate, Zoom, Warp)
@@ -173,5 +175,18 @@ def batch_op(step: object) -> dict:
             "mode": step.mode,
             "pad_mode": str(step.pad_mode),
             "align_corners": step.align_corners,
+        }
+    if kind is RandomResizedCropGPU:
+        # At validation: a centred crop of the batch (its aspect ratio clamped to `ratio`,
+        # scaled by valid_scale), resampled to `size` (compiler/export.py computes the crop).
+        _always(step)
+        if not 0 < step.valid_scale <= 1:
+            raise _refuse(step, f"valid_scale={step.valid_scale} would crop beyond the image")
+        return {
+            "op": "crop_resample",
+            "size_hw": list(step.size),
+            "ratio": [float(r) for r in step.ratio],
+            "valid_scale": float(step.valid_scale),
+            "mode": step.mode,
         }
     raise _refuse(step, "it is not one of the batch transforms this compiler knows")

@@ -202,6 +202,35 @@ echo "/api/model says precision $precision"
 [ "$precision" = int8 ]
 docker rm -f "$NAME" >/dev/null
 
+# Most exports people have were made with fastai 2.7: one made here by the 2.7 line (the
+# corpus's lesson-1 learner, tests/corpus), given as MODEL=, compiled by the build stage with
+# its own line, served, and answering as that line's learn.predict did.
+log "building and running an image of a fastai 2.7 export (MODEL=)"
+fixtures=docker/fixtures
+rm -rf "$fixtures"
+PYTHONPATH=.venv/fastai-2.7 .venv/bin/python -m tests.corpus "$fixtures" ch1_is_cat \
+    >"$work/fixtures.log" 2>&1 || { tail -n 30 "$work/fixtures.log"; exit 1; }
+build runtime runtime-fastai27 --build-arg MODEL="$fixtures/ch1_is_cat.pkl"
+grep -o "was made with fastai 2.7.*\|stood in for .*\|parity with learn.predict.*" \
+    "$work/build-runtime-fastai27.log"
+docker run -d --name "$NAME" --network host -e HOST=127.0.0.1 -e PORT="$PORT" \
+    "pounce:runtime-fastai27" >/dev/null
+wait_ready
+for probe in "$fixtures"/probes/*.png; do
+    curl -fsS -F file=@"$probe" "http://127.0.0.1:$PORT/api/predict" >"$work/answer.json"
+    python3 - "$fixtures/ch1_is_cat.json" "$(basename "$probe" .png)" "$work/answer.json" <<'PY'
+import json, sys
+reference, probe, answer = json.load(open(sys.argv[1])), sys.argv[2], json.load(open(sys.argv[3]))
+expected = next(p for p in reference["probes"] if p["probe"] == probe)
+served = {p["label"]: p["probability"] for p in answer["predictions"]}
+worst = max(abs(served[k] - v) for k, v in expected["probabilities"].items())
+print(f"{probe}: {answer['label']} (fastai {reference['fastai']}: {expected['labels'][0]}), "
+      f"largest difference {worst:.1g}")
+sys.exit(0 if [answer["label"]] == expected["labels"] and worst <= 1e-4 else 1)
+PY
+done
+docker rm -f "$NAME" >/dev/null
+
 # A Heroku Standard-1X / Eco dyno has 512 MB. Two processes (WEB_CONCURRENCY=2) in a
 # container limited to 512 MB (no swap) take 400 predictions, 8 at a time.
 log "WEB_CONCURRENCY=2 under a 512 MB memory limit"

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from fastai.vision.all import (
     CropPad,
     RandomCrop,
     RandomResizedCrop,
+    RandomResizedCropGPU,
     RatioResize,
     Resize,
     aug_transforms,
@@ -23,6 +25,8 @@ from onnx import numpy_helper
 
 from app.images import open_image
 from app.model import METADATA_KEY, Model
+from compiler.export import centre_crop
+from compiler.fastai_lines import export_line, pickled_globals
 from compiler.learner import CompileError
 from compiler.main import compile_file
 from compiler.parity import TOLERANCE, parity_images
@@ -148,6 +152,46 @@ def test_aug_transforms_compile_with_parity(
     nodes = onnx.load(tmp_path / "m.onnx").graph.node
     batch_ops = {node.op_type for node in nodes if node.name.startswith("/batch/")}
     assert "GridSample" in batch_ops and ("MatMul" in batch_ops) == shrinks
+
+
+@pytest.mark.parametrize(
+    ("item_size", "crop", "crop_hw"),
+    [
+        # The book's presizing: a square batch, its whole area, resampled (and shrunk first).
+        (460, RandomResizedCropGPU(224, min_scale=0.75, ratio=(1, 1)), (460, 460)),
+        # A (height, width) batch wider than `ratio` allows: clamped to 4:3, then 0.875 of it.
+        ((200, 400), RandomResizedCropGPU((120, 160), valid_scale=0.875), (175, 232)),
+    ],
+)
+def test_random_resized_crop_gpu_compiles_with_parity(
+    tmp_path: Path, item_size: object, crop: object, crop_hw: tuple[int, int]
+) -> None:
+    """At validation RandomResizedCropGPU takes the centred crop (ratio clamped, scaled by
+    valid_scale) and resamples it to its size, as the graph does."""
+    source = default_network_learner(tmp_path, [Resize(item_size)], batch_tfms=[crop])
+    info = quiet_compile(source, tmp_path / "m.onnx")
+    proven(info)
+    op = info["graph"]["batch_transforms"][1]
+    assert op["op"] == "crop_resample" and op["size_hw"] == list(crop.size)
+    height, width = (item_size, item_size) if isinstance(item_size, int) else item_size
+    assert centre_crop((height, width), op)[1] == crop_hw
+
+
+def test_a_fastai_27_export_needs_its_own_line(tmp_path: Path) -> None:
+    """Read in this process (fastai 2.8), a 2.7 export is refused with the way to compile
+    it; `python -m compiler` reads it with its own line (tests/test_corpus.py)."""
+    names = pickled_globals(MODEL)
+    assert "fasttransform.transform.Pipeline" in names and export_line(MODEL) == "2.8"
+    old = tmp_path / "old.pkl"
+    with zipfile.ZipFile(MODEL) as shipped, zipfile.ZipFile(old, "w") as made:
+        for item in shipped.infolist():
+            data = shipped.read(item)
+            if item.filename.endswith("data.pkl"):  # the same bytes, naming 2.7's module
+                data = data.replace(b"fasttransform.transform\n", b"fastcore.transform\n")
+            made.writestr(item, data)
+    assert export_line(old) == "2.7"
+    with pytest.raises(CompileError, match=r"made with fastai 2.7 .* `python -m compiler`"):
+        quiet_compile(old, tmp_path / "m.onnx")
 
 
 def test_untranslatable_step_is_refused_by_name(tmp_path: Path) -> None:

@@ -1,0 +1,106 @@
+"""The learner corpus: learners built the way the fastai book and the 2022 course build them.
+
+`python -m tests.corpus OUT` (tests/corpus/__main__.py) runs under either fastai line
+(for 2.7, with its overlay first on PYTHONPATH: compiler/fastai_lines.py): each
+learner is trained for one short epoch on small synthetic pictures made here (no
+download, no pretrained weights), exported to OUT/<name>.pkl as a user would, and
+predicted by `learn.predict` on the probe pictures, into OUT/<name>.json with the
+line's version. tests/test_corpus.py compiles each export in a fresh process,
+serves it over HTTP and compares the answers.
+
+- classifiers.py: the classifier shapes (docs/models.md's table is made from them);
+- others.py: vision learners that are not classifiers, and learners that are not
+  vision learners;
+- __main__.py: the "notebook": the functions it defines, pickled by reference from
+  `__main__` by fastai 2.7, and the build.
+"""
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from compiler.torchvision_compat import ensure_torchvision
+
+ensure_torchvision()  # before any module of the corpus imports fastai
+
+LABELS = ("disc", "square")
+PROBES = {"wide-300x100": (300, 100), "tall-100x180": (100, 180), "small-64x64": (64, 64)}
+SIZE = (96, 72)  # the training pictures'; the probes have other sizes and aspect ratios
+WINDOWS = "ch1_is_cat_windows"  # ch1_is_cat again, exported as if on Windows
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One learner: how it is made, and what docs/models.md's table says of it."""
+
+    make: Callable[[Path], object]
+    source: str
+    factory: str
+    items: str
+    batch: str
+    architecture: str
+
+
+def registrar(shapes: dict[str, Shape]) -> Callable:
+    """A decorator adding the function it decorates to `shapes`, described."""
+
+    def shape(source: str, factory: str, items: str, batch: str, architecture: str) -> Callable:
+        def register(make: Callable[[Path], object]) -> Callable[[Path], object]:
+            shapes[make.__name__] = Shape(make, source, factory, items, batch, architecture)
+            return make
+
+        return register
+
+    return shape
+
+
+def place(size: tuple[int, int], rng: random.Random) -> tuple[int, int, int]:
+    """Where a shape goes on a picture of `size`: left, top and side."""
+    side = rng.randrange(min(size) // 3, min(size) * 2 // 3)
+    return rng.randrange(0, size[0] - side), rng.randrange(0, size[1] - side), side
+
+
+def picture(label: str, size: tuple[int, int], rng: random.Random) -> Image.Image:
+    """A flat background with a disc or a square of another colour on it."""
+    image = Image.new("RGB", size, tuple(rng.randrange(40, 120) for _ in range(3)))
+    x, y, side = place(size, rng)
+    fill = tuple(rng.randrange(150, 255) for _ in range(3))
+    draw = ImageDraw.Draw(image)
+    (draw.ellipse if label == "disc" else draw.rectangle)([x, y, x + side, y + side], fill=fill)
+    return image
+
+
+def pictures(root: Path, layout: str, count: int = 40) -> list[Path]:
+    """`count` pictures under root, named the way a factory reads its labels: "name"
+    (pets: Disc_3.png for a disc, lower-case for a square, so `is_cat` tells them
+    apart), or "folder" (root/<label>/3.png)."""
+    rng = random.Random(0)
+    made = []
+    for index in range(count):
+        label = LABELS[index % 2]
+        if layout == "name":
+            path = root / f"{label.capitalize() if label == 'disc' else label}_{index}.png"
+        else:
+            path = root / label / f"{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture(label, SIZE, rng).save(path)
+        made.append(path)
+    return made
+
+
+def table(shapes: dict[str, Shape], lines: tuple[str, ...]) -> str:
+    """docs/models.md's table of what compiles: one row a shape, a column a fastai line
+    (every mark is a test of tests/test_corpus.py)."""
+    head = ["from", "built with", "item_tfms", "batch_tfms", "architecture"]
+    rows = [
+        "| " + " | ".join([*head, *(f"fastai {line}" for line in lines)]) + " |",
+        "|" + "---|" * (len(head) + len(lines)),
+    ]
+    for recipe in shapes.values():
+        code = [f"`{tfms}`" if tfms else "none" for tfms in (recipe.items, recipe.batch)]
+        cells = [recipe.source, recipe.factory, *code, recipe.architecture]
+        rows.append("| " + " | ".join([*cells, *("✅" for _ in lines)]) + " |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,189 @@
+"""The learner corpus (tests/corpus.py) under fastai 2.8 and fastai 2.7: every shape is
+built and exported by its own fastai line, compiled in a fresh process with the
+command a user runs (which finds the export's line itself), served over HTTP, and
+answers as that line's `learn.predict` did. docs/models.md's table is this corpus."""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.main import create_app
+from compiler.fastai_lines import LINES, pickled_globals
+from compiler.parity import TOLERANCE
+from tests.conftest import ROOT, make_settings
+from tests.corpus import WINDOWS, table
+from tests.corpus.classifiers import SHAPES
+from tests.corpus.others import OTHERS
+from tests.live import multipart, request, serve_app
+
+FASTAI_LINES = ("2.8", *LINES)  # the compile requirements' line, and the overlays beside it
+NAMES = [*SHAPES, WINDOWS]  # the classifiers: every one compiles in both lines
+# The names each export's pickle wants that compiling has no need of, by line: fastai
+# 2.7 pickles the notebook's functions by reference, 2.8 (cloudpickle) by value.
+STOOD_IN = {
+    ("2.7", "ch1_is_cat"): "__main__.is_cat",
+    ("2.7", WINDOWS): "__main__.is_cat",
+    ("2.7", "ch5_regex_labeller_helper_module"): "corpus_labels.label_of",
+    ("2.8", "ch5_regex_labeller_helper_module"): "corpus_labels.label_of",
+}
+
+
+def line_env(line: str) -> dict[str, str]:
+    """The environment of a process that runs `line` (its overlay first on the path)."""
+    if line not in LINES:
+        return dict(os.environ)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(LINES[line]), str(ROOT)])}
+
+
+@dataclass
+class Built:
+    export: Path
+    onnx: Path
+    compile: subprocess.CompletedProcess
+    reference: dict
+
+
+def _compile(export: Path) -> subprocess.CompletedProcess:
+    """`python -m app compile`, in a fresh process of the compile requirements' line."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "compile",
+            str(export),
+            "-o",
+            str(export.with_suffix(".onnx")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Built]:
+    """Every shape, built by each fastai line (side by side), then compiled two at a time."""
+    root = tmp_path_factory.mktemp("corpus")
+    builds = {
+        line: subprocess.Popen(
+            [sys.executable, "-m", "tests.corpus", str(root / line)],
+            cwd=ROOT,
+            env=line_env(line),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for line in FASTAI_LINES
+    }
+    for line, build in builds.items():
+        output, _ = build.communicate(timeout=1200)
+        assert build.returncode == 0, f"building the fastai {line} corpus failed:\n{output}"
+    exports = [root / line / f"{name}.pkl" for line in FASTAI_LINES for name in [*NAMES, *OTHERS]]
+    with ThreadPoolExecutor(2) as pool:
+        compiled = list(pool.map(_compile, exports))
+    return {
+        (export.parent.name, export.stem): Built(
+            export,
+            export.with_suffix(".onnx"),
+            run,
+            json.loads(export.with_suffix(".json").read_text()),
+        )
+        for export, run in zip(exports, compiled, strict=True)
+    }
+
+
+@pytest.mark.parametrize("line", FASTAI_LINES)
+@pytest.mark.parametrize("name", NAMES)
+def test_compiles_and_serves_like_its_own_learn_predict(
+    corpus: dict[tuple[str, str], Built], line: str, name: str
+) -> None:
+    built = corpus[line, name]
+    assert built.compile.returncode == 0, built.compile.stderr
+    assert built.reference["fastai"].startswith(line + ".")
+    stderr = built.compile.stderr
+    assert ("was made with fastai 2.7: reading it with that line" in stderr) == (line == "2.7")
+    stood_in = [row for row in stderr.splitlines() if row.startswith("stood in for")]
+    if (line, name) in STOOD_IN:
+        assert len(stood_in) == 1 and stood_in[0].endswith(f": {STOOD_IN[line, name]}")
+    else:
+        assert stood_in == []
+    assert "parity with learn.predict: 17 images" in stderr
+
+    settings = make_settings(MODEL_PATH=str(built.onnx))
+    with serve_app(create_app(settings)) as port:
+        _, meta, _ = request(port, "GET", "/api/model")
+        info = json.loads(meta)
+        assert info["source"]["fastai_version"] == built.reference["fastai"]
+        assert info["parity"]["max_abs_diff"] <= TOLERANCE
+        for expected in built.reference["probes"]:
+            data = (built.export.parent / "probes" / f"{expected['probe']}.png").read_bytes()
+            status, payload, _ = request(port, "POST", "/api/predict", *multipart(data))
+            assert status == 200, payload
+            answer = json.loads(payload)
+            served = {p["label"]: p["probability"] for p in answer["predictions"]}
+            assert served.keys() == expected["probabilities"].keys()
+            for label, probability in expected["probabilities"].items():
+                assert abs(served[label] - probability) <= TOLERANCE, (expected["probe"], label)
+            if answer.get("kind") == "multi-label":
+                assert set(answer["labels"]) == set(expected["labels"])
+            else:
+                assert [answer["label"]] == expected["labels"]
+
+
+def test_the_windows_export_really_holds_windows_paths(corpus: dict) -> None:
+    for line in FASTAI_LINES:
+        names = pickled_globals(corpus[line, WINDOWS].export)
+        assert "pathlib.WindowsPath" in names
+
+
+# What each learner that is not an image classifier is called when it is refused.
+REFUSED = {
+    "regression": "an image regression learner (RegressionBlock)",
+    "keypoints": "a keypoint learner (PointBlock)",
+    "segmentation": "a segmentation learner (MaskBlock)",
+    "tabular": "a tabular learner (TabularLearner)",
+    "text": "a text learner (TextLearner)",
+}
+
+
+@pytest.mark.parametrize("line", FASTAI_LINES)
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_other_learners_are_refused_in_one_line(corpus: dict, line: str, name: str) -> None:
+    """What the export is, and what Pounce compiles: one line, no traceback."""
+    run = corpus[line, name].compile
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot compile {corpus[line, name].export}: the export is ")
+    assert f"the export is {REFUSED[name]}: Pounce compiles image classifiers" in last
+
+
+@pytest.mark.parametrize("line", FASTAI_LINES)
+def test_a_network_class_from_the_notebook(corpus: dict, line: str) -> None:
+    """fastai 2.8 pickles a class defined in the notebook by value, so it compiles; 2.7 by
+    reference, so the compiler can't have it: the error says where it lives and what to do."""
+    run = corpus[line, "network_from_the_notebook"].compile
+    if line == "2.8":
+        assert run.returncode == 0 and "parity with learn.predict: 17 images" in run.stderr
+    else:
+        last = run.stderr.strip().splitlines()[-1]
+        assert run.returncode == 1 and "Traceback" not in run.stderr
+        assert "the model uses NotebookNet, defined in the notebook" in last
+        assert "move it into a module of its own" in last
+
+
+def test_the_docs_table_is_the_corpus() -> None:
+    assert table(SHAPES, FASTAI_LINES) in (ROOT / "docs" / "models.md").read_text()
+
+
+def test_the_installers_put_fastai_27_where_the_compiler_looks() -> None:
+    folder = LINES["2.7"].name
+    assert f"FASTAI27 := $(VENV)/{folder}" in (ROOT / "Makefile").read_text()
+    assert f"--target /opt/venv/{folder} -r" in (ROOT / "Dockerfile").read_text()
