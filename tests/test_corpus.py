@@ -5,6 +5,7 @@ answers as that line's `learn.predict` did. docs/models.md's table is this corpu
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from tests.conftest import ROOT, make_settings
 from tests.corpus import WINDOWS, table
 from tests.corpus.classifiers import SHAPES
 from tests.corpus.others import OTHERS
-from tests.live import multipart, request, serve_app
+from tests.live import multipart, request, serve, serve_app
 
 FASTAI_LINES = ("2.8", *LINES)  # the compile requirements' line, and the overlays beside it
 NAMES = [*SHAPES, WINDOWS]  # the classifiers: every one compiles in both lines
@@ -187,3 +188,22 @@ def test_the_installers_put_fastai_27_where_the_compiler_looks() -> None:
     folder = LINES["2.7"].name
     assert f"FASTAI27 := $(VENV)/{folder}" in (ROOT / "Makefile").read_text()
     assert f"--target /opt/venv/{folder} -r" in (ROOT / "Dockerfile").read_text()
+
+
+def test_a_server_given_a_fastai_27_export_compiles_it_and_serves(
+    corpus: dict, tmp_path: Path
+) -> None:
+    """`MODEL_PATH=lesson1.pkl make run` with a fastai 2.7 export: the server compiles it
+    in a child process, in its own line, and answers as that line's learn.predict."""
+    built = corpus["2.7", "ch1_is_cat"]
+    source = tmp_path / "lesson1.pkl"
+    shutil.copy(built.export, source)
+    expected = built.reference["probes"][0]
+    probe = built.export.parent / "probes" / f"{expected['probe']}.png"
+    with serve(tmp_path, MODEL_PATH=str(source), MODEL_CACHE_DIR=str(tmp_path / "cache")) as live:
+        status, payload, _ = request(
+            live.port, "POST", "/api/predict", *multipart(probe.read_bytes())
+        )
+        assert status == 200 and [json.loads(payload)["label"]] == expected["labels"]
+    log = live.log.read_text()
+    assert "lesson1.pkl was made with fastai 2.7: reading it with that line" in log
