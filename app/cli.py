@@ -1,9 +1,10 @@
 """Command line: `python -m app serve`, `predict PATH_OR_URL...` and `compile`.
 
-`predict` runs the same intake, fetching and batching code as the server, so
-checking a model here checks what the server will do. It prints one JSON line
-per image and exits 1 if any image failed. `compile` turns a fastai export
-into the .onnx file the server runs, in a child process (app/compiling.py).
+`predict` runs the server's own path to an answer (app/pipeline.py: fetch, predict,
+answer), so checking a model here checks what the server will do. It prints one
+JSON line per image, the API's answer, and exits 1 if any image failed. `compile`
+turns a fastai export into the .onnx file the server runs, in a child process
+(app/inference/loading.py).
 """
 
 import argparse
@@ -20,17 +21,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.compiling import (
+from app.errors import ApiError
+from app.inference.images import SUFFIXES
+from app.inference.loading import (
     can_compile,
     compile_in_child,
     compiled_model_path,
     find_compiled,
-    sha256_of,
+    load_model,
 )
-from app.images import SUFFIXES
-from app.logs import logging_config
-from app.memory import fewer_malloc_arenas
-from app.model import ModelLoadError
+from app.inference.metadata import sha256_of
+from app.inference.model import ModelLoadError
+from app.ops.logs import logging_config
+from app.ops.memory import fewer_malloc_arenas
+from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
 
 CHUNK = 32  # images in flight at once in `predict`
@@ -56,11 +60,12 @@ def _allow_open_files(needed: int) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from app.protocol import BoundedHttpToolsProtocol
+    from app.limits.headers import BoundedHttpToolsProtocol
 
     settings = _settings()
-    fewer_malloc_arenas()  # before any thread starts (memory.py)
-    logging.config.dictConfig(logging_config(settings.log_level))
+    fewer_malloc_arenas()  # before any thread or worker process starts (app/ops/memory.py)
+    logs = logging_config(settings.log_level, settings.json_logs)
+    logging.config.dictConfig(logs)
     try:  # compile once here, before uvicorn starts WEB_CONCURRENCY processes that need it
         compiled_model_path(settings)
     except ModelLoadError as exc:
@@ -76,7 +81,7 @@ def serve(args: argparse.Namespace) -> None:
         port=settings.port,
         workers=settings.web_concurrency,
         log_level=settings.log_level,
-        log_config=logging_config(settings.log_level),
+        log_config=logs,
         access_log=False,  # RequestContext writes the access log, as JSON
         reload=args.reload,
         timeout_graceful_shutdown=settings.graceful_timeout_s,
@@ -106,27 +111,18 @@ def expand(inputs: list[str]) -> Iterator[str]:
             )
 
 
-async def _predict_all(settings: Settings, sources: list[str], top_k: str | None) -> int:
-    """Classify every source through the server's own path (app/classify.py), printing one
-    JSON line each; the number that failed."""
-    from app.classify import Classifier
-    from app.compiling import load_model
-    from app.errors import ApiError
-
-    classifier = Classifier.from_settings(load_model(settings), settings)
-    try:
-        k = classifier.top_k(top_k)
-    except ApiError as exc:
-        sys.exit(f"error: {exc.message}")
-    await classifier.start()
+async def _predict_all(pipeline: Pipeline, sources: list[str], options: dict) -> int:
+    """Answer every source through the server's own path, printing one JSON line each;
+    the number that failed."""
+    await pipeline.start()
 
     async def one(source: str) -> dict:
         try:
             if source.startswith(("http://", "https://")):
-                data = await classifier.image_bytes(source)
+                data = await pipeline.fetch(source)
             else:
                 data = Path(source).read_bytes()
-            return {"source": source, **await classifier.classify(data, k)}
+            return {"source": source, **await pipeline.answer(data, options)}
         except ApiError as exc:
             return {"source": source, **exc.body()}
         except OSError as exc:
@@ -141,7 +137,7 @@ async def _predict_all(settings: Settings, sources: list[str], top_k: str | None
                     print(json.dumps(line), flush=True)
                     bar.update()
     finally:
-        await classifier.close()
+        await pipeline.close()
     return failures
 
 
@@ -150,7 +146,14 @@ def predict(args: argparse.Namespace) -> None:
     sources = list(expand(args.inputs))
     if not sources:
         sys.exit("error: no images found")
-    failures = asyncio.run(_predict_all(settings, sources, args.top_k))
+    try:  # a bad model, or bad options, in one line as serve and compile say it
+        pipeline = Pipeline.from_settings(load_model(settings), settings)
+        options = pipeline.options({} if args.top_k is None else {"top_k": args.top_k})
+    except ModelLoadError as exc:
+        sys.exit(f"error: {exc}")
+    except ApiError as exc:
+        sys.exit(f"error: {exc.message}")
+    failures = asyncio.run(_predict_all(pipeline, sources, options))
     sys.exit(1 if failures else 0)
 
 

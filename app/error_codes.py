@@ -22,11 +22,15 @@ INFERENCE = "an Open Inference Protocol request (/v2)"
 class ErrorCode:
     statuses: tuple[int, ...]  # the first is the usual one
     meaning: str
-    scope: str
+    scope: str | tuple[str, ...]  # which requests can get it (one or several of those above)
 
     @property
     def status(self) -> int:
         return self.statuses[0]
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return self.scope if isinstance(self.scope, tuple) else (self.scope,)
 
 
 ERRORS: dict[str, ErrorCode] = {
@@ -81,7 +85,7 @@ ERRORS: dict[str, ErrorCode] = {
     "url_unreachable": ErrorCode((502,), "The URL's host could not be reached.", URL),
     "url_fetch_failed": ErrorCode((502,), "The URL's answer broke off.", URL),
     "overloaded": ErrorCode(
-        (503,), "The queue, or the upload buffer, is full; with Retry-After.", BODY
+        (503,), "The queue, or the upload buffer, is full; with Retry-After.", (BODY, PREDICT)
     ),
     "queue_timeout": ErrorCode(
         (503,), "No prediction slot came free within QUEUE_TIMEOUT; with Retry-After.", PREDICT

@@ -18,19 +18,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from app import api, pages
-from app import open_inference as v2
-from app.admission import Admission
-from app.budget import UploadBudget
-from app.classify import Classifier
-from app.compiling import load_model
-from app.errors import EXCEPTION_HANDLERS
-from app.memory import trim_periodically
-from app.metrics import Metrics, metrics
-from app.middleware import BodyLimits, RequestContext
-from app.model import Model, ModelLoadError
-from app.openapi import openapi_schema
-from app.settings import Settings, load_settings
+from app.http import api, pages
+from app.http.handlers import EXCEPTION_HANDLERS
+from app.http.openapi import openapi_schema
+from app.inference.loading import load_model
+from app.inference.model import Model, ModelLoadError
+from app.limits.admission import Admission
+from app.limits.body import BodyLimits
+from app.limits.budget import UploadBudget
+from app.ops.context import RequestContext
+from app.ops.memory import trim_periodically
+from app.ops.metrics import Metrics, metrics
+from app.pipeline import Pipeline
+from app.protocols import open_inference
+from app.services import Services, State
+from app.settings import ROOT, Settings, load_settings
 
 logger = logging.getLogger("app")
 
@@ -41,61 +43,49 @@ routes = [
     Route("/api/model", api.model_info, methods=["GET"], name="model"),
     Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
     Route("/readyz", api.readyz, methods=["GET"], name="readyz"),
-    # The Open Inference Protocol (KServe V2 REST), for standard inference clients.
-    Route("/v2", v2.server_metadata, methods=["GET"], include_in_schema=False),
-    Route("/v2/health/live", v2.server_live, methods=["GET"], include_in_schema=False),
-    Route("/v2/health/ready", v2.server_ready, methods=["GET"], include_in_schema=False),
-    Route("/v2/models/{name}", v2.model_metadata, methods=["GET"], include_in_schema=False),
-    Route("/v2/models/{name}/ready", v2.model_ready, methods=["GET"], include_in_schema=False),
-    Route("/v2/models/{name}/infer", v2.infer, methods=["POST"], include_in_schema=False),
+    # The Open Inference Protocol (KServe V2 REST), with its own routes and error shape.
+    *open_inference.routes,
     Route("/metrics", metrics, methods=["GET"], include_in_schema=False, name="metrics"),
     Route("/openapi.json", openapi_schema, include_in_schema=False, name="openapi"),
     Route("/docs", pages.docs, include_in_schema=False, name="docs"),
     Mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="swagger"),
-    Mount("/static", StaticFiles(directory=pages.ROOT / "static"), name="static"),
+    Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
 ]
 
 
-@asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """Load and warm the model before serving; release everything on the way out."""
-    settings: Settings = app.state.settings
-    try:
-        model = await anyio.to_thread.run_sync(app.state.load_model, settings)
-    except ModelLoadError as exc:
-        logger.critical("cannot serve %s: %s", settings.model_path, exc)
-        raise ModelLoadError(f"cannot serve {settings.model_path}: {exc}") from None
-    classifier = Classifier.from_settings(model, settings, app.state.metrics)
-    admission = Admission(
-        max_in_flight=settings.max_in_flight,
-        max_queue=settings.max_queue,
-        queue_timeout_s=settings.queue_timeout_s,
-    )
-    await classifier.start()
-    trimmer = asyncio.create_task(trim_periodically())
-    app.state.classifier = classifier
-    app.state.admission = admission
-    app.state.model_info = {"name": settings.model_name, **model.metadata()}
-    app.state.metrics.watch(admission, app.state.budget, app.state.model_info)
-    drain_on_sigterm(app)
-    app.state.ready = True
-    logger.info(
-        "serving %s (%d classes) with %s",
-        model.name,
-        len(model.labels),
-        app.state.model_info["runtime"]["name"],
-    )
-    try:
-        yield
-    finally:
-        app.state.ready = False
-        trimmer.cancel()
-        await classifier.close()
+def lifespan(
+    settings: Settings, metrics: Metrics, budget: UploadBudget, load: Callable[[Settings], Model]
+) -> Callable:
+    @asynccontextmanager
+    async def run(app: Starlette) -> AsyncIterator[State]:
+        """Load and warm the model before serving; release everything on the way out."""
+        try:
+            model = await anyio.to_thread.run_sync(load, settings)
+        except ModelLoadError as exc:
+            logger.critical("cannot serve %s: %s", settings.model_path, exc)
+            raise ModelLoadError(f"cannot serve {settings.model_path}: {exc}") from None
+        pipeline = Pipeline.from_settings(model, settings, metrics.observe_inference)
+        admission = Admission.from_settings(settings, metrics.queue_wait.observe)
+        await pipeline.start()
+        trimmer = asyncio.create_task(trim_periodically())
+        info = {"name": settings.model_name, **pipeline.describe()}
+        services = Services(settings, metrics, budget, pipeline, admission, info)
+        metrics.watch(admission, budget, info)
+        drain_on_sigterm(admission)
+        logger.info("serving %s (%s) with %s", model.name, info["kind"], info["runtime"]["name"])
+        try:
+            yield {"services": services}
+        finally:
+            admission.draining = True
+            trimmer.cancel()
+            await pipeline.close()
+
+    return run
 
 
-def drain_on_sigterm(app: Starlette) -> None:
-    """On SIGTERM, turn readiness to 503 and refuse new predictions with 503,
-    then let uvicorn's own handler drain in-flight requests and exit.
+def drain_on_sigterm(admission: Admission) -> None:
+    """On SIGTERM, turn readiness to 503 and refuse new predictions with 503 (one flag:
+    draining), then let uvicorn's own handler drain in-flight requests and exit.
 
     uvicorn installs its handler before the lifespan runs; this one runs first
     and hands over to it. Signals belong to the main thread: under a test
@@ -106,8 +96,7 @@ def drain_on_sigterm(app: Starlette) -> None:
     uvicorn_handler = signal.getsignal(signal.SIGTERM)
 
     def handler(signum: int, frame: object) -> None:
-        app.state.ready = False
-        app.state.admission.draining = True
+        admission.draining = True
         logger.info("SIGTERM: draining in-flight requests")
         if callable(uvicorn_handler):
             uvicorn_handler(signum, frame)
@@ -122,9 +111,10 @@ def create_app(
     bench/ passes its TorchScript baseline, to measure it through this same stack."""
     settings = settings or load_settings()
     logger.setLevel(settings.log_level.upper())
+    metrics = Metrics()
     budget = UploadBudget(settings.upload_buffer_bytes)
     middleware = [
-        Middleware(RequestContext),
+        Middleware(RequestContext, metrics=metrics),
         Middleware(
             BodyLimits,
             max_bytes=settings.max_upload_bytes,
@@ -144,15 +134,9 @@ def create_app(
                 expose_headers=["X-Request-ID", "Retry-After"],
             ),
         )
-    app = Starlette(
+    return Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=lifespan,
+        lifespan=lifespan(settings, metrics, budget, load),
     )
-    app.state.settings = settings
-    app.state.budget = budget
-    app.state.load_model = load
-    app.state.metrics = Metrics()
-    app.state.ready = False
-    return app

@@ -1,25 +1,21 @@
-"""Configuration, read only from environment variables (Heroku sets PORT).
+"""Configuration, read only from environment variables (Heroku sets PORT), as one table.
 
-Every setting is validated when it is read: a bad value raises `SettingsError`
-with one line naming the variable and what it expects, which the CLI prints
-before exiting. The README's configuration table lists the same variables.
+Each row of SETTINGS is one setting: its field on `Settings`, its variable, how its
+text is parsed and checked, its default and what it does. The loader, the table in
+docs/configuration.md (a test holds it to this one) and bench/'s environment cleaning
+are all made from it. A bad value raises `SettingsError` with one line naming the
+variable and what it expects, which the CLI prints before exiting.
 """
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from starlette.config import Config
-from starlette.datastructures import CommaSeparatedStrings
-
-T = TypeVar("T")
-
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "static" / "examples"
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = ROOT / "static" / "examples"
 
 
 class SettingsError(ValueError):
@@ -27,7 +23,225 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Number:
+    """An int or a float within bounds."""
+
+    kind: type
+    low: float
+    high: float | None = None
+
+    @property
+    def expects(self) -> str:
+        bounds = f">= {self.low}" if self.high is None else f"between {self.low} and {self.high}"
+        return f"{'an integer' if self.kind is int else 'a number'} {bounds}"
+
+    def __call__(self, text: str) -> int | float:
+        value = self.kind(text)
+        if value < self.low or (self.high is not None and value > self.high):
+            raise ValueError(text)
+        return value
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+
+    @property
+    def expects(self) -> str:
+        return "one of " + ", ".join(self.options)
+
+    def __call__(self, text: str) -> str:
+        if text.lower() not in self.options:
+            raise ValueError(text)
+        return text.lower()
+
+
+@dataclass(frozen=True)
+class Matching:
+    """Text matching a pattern (stripped), or a comma-separated list of such."""
+
+    pattern: str
+    expects: str
+    many: bool = False
+
+    def __call__(self, text: str) -> str | tuple[str, ...]:
+        items = [item.strip() for item in text.split(",") if item.strip()] if self.many else [text]
+        if not all(re.fullmatch(self.pattern, item.strip()) for item in items):
+            raise ValueError(text)
+        return tuple(items) if self.many else text.strip()
+
+
+class Flag:
+    expects = "true or false"
+
+    def __call__(self, text: str) -> bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(text)
+
+
+class Text:
+    expects = "text"
+
+    def __call__(self, text: str) -> str:
+        return text
+
+
+class File:
+    expects = "the path of a compiled .onnx file or a fastai export.pkl, and no file is there"
+
+    def __call__(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ValueError(text)
+        return path
+
+
+class Folder:
+    expects = "a folder's path"
+
+    def __call__(self, text: str) -> Path:
+        return Path(text).expanduser()
+
+
+class Examples:
+    expects = f"comma-separated image file names in {EXAMPLES_DIR}"
+
+    def __call__(self, text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        if any("/" in name or not (EXAMPLES_DIR / name).is_file() for name in names):
+            raise ValueError(text)
+        return names
+
+
+Default = str | Callable[[dict, Mapping[str, str]], str]  # or made from those read before
+
+
+@dataclass(frozen=True)
+class Setting:
+    field: str
+    variable: str
+    parse: Callable[[str], object]
+    default: Default
+    help: str
+    default_doc: str | None = None  # how the docs write a default that isn't a literal
+
+
+def _cores(values: dict, environ: Mapping[str, str]) -> str:
+    return str(max(1, (os.cpu_count() or 1) // values["web_concurrency"]))
+
+
+def _cache(values: dict, environ: Mapping[str, str]) -> str:
+    return str(Path(environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "pounce")
+
+
+def _stem(values: dict, environ: Mapping[str, str]) -> str:
+    return values["model_path"].stem
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("auto", "json", "text")
+PATH_SEGMENT = "letters, digits and ._- (a URL path segment)"
+# fmt: off
+SETTINGS = (
+    Setting("model_path", "MODEL_PATH", File(), "export.pkl",
+            "a compiled `.onnx`, or a fastai export, served by the `.onnx` compiled from it "
+            "([models.md](models.md))"),
+    Setting("model_name", "MODEL_NAME",
+            Matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", PATH_SEGMENT),
+            _stem,
+            "the model's name in the Open Inference Protocol's paths, `/v2/models/{MODEL_NAME}` "
+            "([api.md](api.md#the-open-inference-protocol))",
+            "*the model file's name less its suffix* (`export`)"),
+    Setting("model_cache_dir", "MODEL_CACHE_DIR", Folder(), _cache,
+            "where the server keeps exports it compiled, by sha256",
+            "`$XDG_CACHE_HOME/pounce` (`~/.cache/pounce`)"),
+    Setting("host", "HOST", Text(), "127.0.0.1",
+            "address to listen on (`0.0.0.0` in a container)"),
+    Setting("port", "PORT", Number(int, 1, 65535), "8000",
+            "port to listen on (Heroku sets it)"),
+    Setting("top_k", "TOP_K", Number(int, 1), "5",
+            "classes returned when a request doesn't say"),
+    Setting("max_upload_mb", "MAX_UPLOAD_MB", Number(float, 0.001), "10",
+            "largest request body, and largest image fetched from a URL"),
+    Setting("max_image_megapixels", "MAX_IMAGE_MEGAPIXELS", Number(float, 0.001), "50",
+            "largest image (width x height), checked before decoding"),
+    Setting("max_batch_items", "MAX_BATCH_ITEMS", Number(int, 1, 256), "16",
+            "images in one `/api/predict/batch` request"),
+    Setting("cors_origins", "CORS_ORIGINS",
+            Matching(r"\S+", "comma-separated origins", many=True),
+            "",
+            "comma-separated origins allowed to call the API from a browser",
+            "*(none)*"),
+    Setting("log_level", "LOG_LEVEL", Choice(LOG_LEVELS), "info",
+            "`critical`, `error`, `warning`, `info` or `debug`"),
+    Setting("log_format", "LOG_FORMAT", Choice(LOG_FORMATS), "auto",
+            "`json` (one object a line), `text` (readable lines), or `auto`: text when stderr is "
+            "a terminal, JSON otherwise"),
+    Setting("web_concurrency", "WEB_CONCURRENCY", Number(int, 1, 64), "1",
+            "server processes; each holds its own copy of the model"),
+    Setting("inference_workers", "INFERENCE_WORKERS", Number(int, 1, 64), _cores,
+            "threads running forward passes side by side",
+            "cores ÷ `WEB_CONCURRENCY`"),
+    Setting("intra_op_threads", "INTRA_OP_THREADS", Number(int, 1, 256), "1",
+            "ONNX Runtime threads inside each run"),
+    Setting("memory_arena", "MEMORY_ARENA", Flag(), "true",
+            "ONNX Runtime's CPU memory arena (reuses buffers between runs; off trades speed for "
+            "memory)"),
+    Setting("microbatch_max_size", "MICROBATCH_MAX_SIZE", Number(int, 1, 256), "2",
+            "most queued requests one worker runs as one forward pass"),
+    Setting("microbatch_max_wait_ms", "MICROBATCH_MAX_WAIT_MS", Number(float, 0, 1000), "0",
+            "how long a batch may wait for more requests (a lone request never waits)"),
+    Setting("max_in_flight", "MAX_IN_FLIGHT", Number(int, 1, 10_000), "16",
+            "prediction requests decoded and run at once (bodies and URLs are received before)"),
+    Setting("max_queue", "MAX_QUEUE", Number(int, 0, 100_000), "64",
+            "prediction requests waiting for a slot; past that, 503 at once"),
+    Setting("queue_timeout_s", "QUEUE_TIMEOUT", Number(float, 0.1, 600), "10",
+            "seconds a request may wait for a slot before a 503 (under Heroku's 30 s)"),
+    Setting("graceful_timeout_s", "GRACEFUL_TIMEOUT", Number(float, 0, 600), "8",
+            "seconds in-flight requests get to finish after SIGTERM (under `docker stop`'s 10)"),
+    Setting("allow_private_urls", "ALLOW_PRIVATE_URLS", Flag(), "false",
+            "let URL input reach loopback/private addresses"),
+    Setting("url_timeout_s", "URL_TIMEOUT", Number(float, 0.1, 120), "10",
+            "seconds allowed for fetching a URL"),
+    Setting("body_timeout_s", "BODY_TIMEOUT", Number(float, 0.1, 600), "15",
+            "seconds a request's body may take to arrive, from its headers (408 after)"),
+    Setting("header_timeout_s", "HEADER_TIMEOUT", Number(float, 0.1, 600), "10",
+            "seconds a request's headers may take to arrive, or a new connection may stay silent "
+            "(408 after)"),
+    Setting("upload_buffer_mb", "UPLOAD_BUFFER_MB", Number(float, 0.001), "64",
+            "request bodies and fetched images held at once, across all requests; past it, 503"),
+    Setting("max_header_kb", "MAX_HEADER_KB", Number(float, 1), "32",
+            "largest request headers (431 past it)"),
+    Setting("max_connections", "MAX_CONNECTIONS", Number(int, 1, 1_000_000), "2048",
+            "open connections; past it, new ones get 503 at once"),
+    Setting("keep_alive_s", "KEEP_ALIVE_TIMEOUT", Number(float, 0.1, 3600), "5",
+            "seconds an idle kept-alive connection stays open"),
+    Setting("title", "TITLE", Text(), "Pounce",
+            "the page's title"),
+    Setting("description", "DESCRIPTION",
+            Text(),
+            "What does the model see? Upload a photo or paste a link to one.",
+            "the line under the title",
+            "*What does the model see?…*"),
+    Setting("accent_color", "ACCENT_COLOR",
+            Matching(r"#(?:[0-9a-fA-F]{3}){1,2}", "a hex colour such as #b4461b"),
+            "#b4461b",
+            "the page's accent colour (keep it dark enough for white text: AA contrast)"),
+    Setting("examples", "EXAMPLE_IMAGES", Examples(), "cat.jpg,coffee.jpg,rocket.jpg",
+            'the "Try an example" photos, file names in `static/examples/` (empty for none)'),
+)
+# fmt: on
+VARIABLES = frozenset(row.variable for row in SETTINGS) | {"XDG_CACHE_HOME"}
+
+
+@dataclass(frozen=True)
 class Settings:
+    """Every setting's value, typed; SETTINGS says where each comes from."""
+
     model_path: Path
     model_name: str
     model_cache_dir: Path
@@ -39,11 +253,11 @@ class Settings:
     max_batch_items: int
     cors_origins: tuple[str, ...]
     log_level: str
+    log_format: str
     web_concurrency: int
+    inference_workers: int
     intra_op_threads: int
     memory_arena: bool
-    inference_workers: int
-    prep_threads: int
     microbatch_max_size: int
     microbatch_max_wait_ms: float
     max_in_flight: int
@@ -55,13 +269,18 @@ class Settings:
     body_timeout_s: float
     header_timeout_s: float
     upload_buffer_mb: float
+    max_header_kb: float
     max_connections: int
     keep_alive_s: float
-    max_header_kb: float
     title: str
     description: str
     accent_color: str
     examples: tuple[str, ...]
+
+    @property
+    def prep_threads(self) -> int:
+        """Decoding threads: this process's share of the cores, as inference workers'."""
+        return max(1, (os.cpu_count() or 1) // self.web_concurrency)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -79,136 +298,41 @@ class Settings:
     def max_image_pixels(self) -> int:
         return int(self.max_image_megapixels * 1_000_000)
 
-
-def _number(kind: Callable[[str], T], low: float, high: float | None = None) -> Callable[[str], T]:
-    """A cast that also checks a range, so the error can say what is expected."""
-    bounds = f">= {low}" if high is None else f"between {low} and {high}"
-
-    def cast(text: str) -> T:
-        value = kind(text)
-        if value < low or (high is not None and value > high):
-            raise ValueError(bounds)
-        return value
-
-    cast.expects = f"{'an integer' if kind is int else 'a number'} {bounds}"  # type: ignore[attr-defined]
-    return cast
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def cast(text: str) -> str:
-        if text.lower() not in options:
-            raise ValueError(text)
-        return text.lower()
-
-    cast.expects = "one of " + ", ".join(options)  # type: ignore[attr-defined]
-    return cast
-
-
-def _flag(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(text)
-
-
-_flag.expects = "true or false"  # type: ignore[attr-defined]
-
-
-def _text(text: str) -> str:
-    return text
-
-
-def _model_name(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", text):
-        raise ValueError(text)
-    return text
-
-
-_model_name.expects = "letters, digits and ._- (a URL path segment)"  # type: ignore[attr-defined]
-
-
-def _colour(text: str) -> str:
-    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", text.strip()):
-        raise ValueError(text)
-    return text.strip()
-
-
-_colour.expects = "a hex colour such as #b4461b"  # type: ignore[attr-defined]
-
-
-def _examples(text: str) -> tuple[str, ...]:
-    names = tuple(CommaSeparatedStrings(text))
-    if any(not (EXAMPLES_DIR / name).is_file() or "/" in name for name in names):
-        raise ValueError(text)
-    return names
-
-
-_examples.expects = f"comma-separated image file names in {EXAMPLES_DIR}"  # type: ignore[attr-defined]
+    @property
+    def json_logs(self) -> bool:
+        """LOG_FORMAT, with `auto` decided by whether stderr is a terminal."""
+        return self.log_format == "json" or (self.log_format == "auto" and not sys.stderr.isatty())
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting from `environ` (default: the process's)."""
-    config = Config(environ=os.environ if environ is None else environ)
-
-    def get(key: str, cast: Callable[[str], T], default: str) -> T:
-        raw = config(key, default=default)
+    """Read and check every setting from `environ` (default: the process's)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for row in SETTINGS:
+        raw = environ.get(row.variable)
+        if raw is None:
+            raw = row.default(values, environ) if callable(row.default) else row.default
         try:
-            return cast(raw)
+            values[row.field] = row.parse(raw)
         except ValueError:
-            expects = getattr(cast, "expects", "a valid value")
-            raise SettingsError(f"{key}={raw!r} is not valid: expected {expects}") from None
+            expects = getattr(row.parse, "expects", "a valid value")
+            raise SettingsError(
+                f"{row.variable}={raw!r} is not valid: expected {expects}"
+            ) from None
+    return Settings(**values)
 
-    web_concurrency = get("WEB_CONCURRENCY", _number(int, 1, 64), "1")
-    cores = max(1, (os.cpu_count() or 1) // web_concurrency)  # this process's share
-    model_path = Path(get("MODEL_PATH", _text, "export.pkl")).expanduser()
-    if not model_path.is_file():
-        raise SettingsError(
-            f"MODEL_PATH={str(model_path)!r} is not valid: expected the path of a compiled "
-            ".onnx file or a fastai export.pkl, and no file is there"
-        )
-    cache_home = Path(config("XDG_CACHE_HOME", default="~/.cache")).expanduser()
-    return Settings(
-        model_path=model_path,
-        # What the Open Inference Protocol calls the model: /v2/models/{MODEL_NAME}.
-        model_name=get("MODEL_NAME", _model_name, model_path.stem),
-        model_cache_dir=Path(
-            get("MODEL_CACHE_DIR", _text, str(cache_home / "pounce"))
-        ).expanduser(),
-        host=get("HOST", _text, "127.0.0.1"),
-        port=get("PORT", _number(int, 1, 65535), "8000"),
-        top_k=get("TOP_K", _number(int, 1), "5"),
-        max_upload_mb=get("MAX_UPLOAD_MB", _number(float, 0.001), "10"),
-        max_image_megapixels=get("MAX_IMAGE_MEGAPIXELS", _number(float, 0.001), "50"),
-        max_batch_items=get("MAX_BATCH_ITEMS", _number(int, 1, 256), "16"),
-        cors_origins=tuple(get("CORS_ORIGINS", CommaSeparatedStrings, "")),
-        log_level=get("LOG_LEVEL", _choice(*LOG_LEVELS), "info"),
-        web_concurrency=web_concurrency,
-        intra_op_threads=get("INTRA_OP_THREADS", _number(int, 1, 256), "1"),
-        memory_arena=get("MEMORY_ARENA", _flag, "true"),
-        inference_workers=get("INFERENCE_WORKERS", _number(int, 1, 64), str(cores)),
-        prep_threads=cores,
-        microbatch_max_size=get("MICROBATCH_MAX_SIZE", _number(int, 1, 256), "2"),
-        microbatch_max_wait_ms=get("MICROBATCH_MAX_WAIT_MS", _number(float, 0, 1000), "0"),
-        max_in_flight=get("MAX_IN_FLIGHT", _number(int, 1, 10_000), "16"),
-        max_queue=get("MAX_QUEUE", _number(int, 0, 100_000), "64"),
-        queue_timeout_s=get("QUEUE_TIMEOUT", _number(float, 0.1, 600), "10"),
-        graceful_timeout_s=get("GRACEFUL_TIMEOUT", _number(float, 0, 600), "8"),
-        allow_private_urls=get("ALLOW_PRIVATE_URLS", _flag, "false"),
-        url_timeout_s=get("URL_TIMEOUT", _number(float, 0.1, 120), "10"),
-        body_timeout_s=get("BODY_TIMEOUT", _number(float, 0.1, 600), "15"),
-        header_timeout_s=get("HEADER_TIMEOUT", _number(float, 0.1, 600), "10"),
-        upload_buffer_mb=get("UPLOAD_BUFFER_MB", _number(float, 0.001), "64"),
-        max_connections=get("MAX_CONNECTIONS", _number(int, 1, 1_000_000), "2048"),
-        keep_alive_s=get("KEEP_ALIVE_TIMEOUT", _number(float, 0.1, 3600), "5"),
-        max_header_kb=get("MAX_HEADER_KB", _number(float, 1), "32"),
-        title=get("TITLE", _text, "Pounce"),
-        description=get(
-            "DESCRIPTION",
-            _text,
-            "What does the model see? Upload a photo or paste a link to one.",
-        ),
-        accent_color=get("ACCENT_COLOR", _colour, "#b4461b"),
-        examples=get("EXAMPLE_IMAGES", _examples, "cat.jpg,coffee.jpg,rocket.jpg"),
-    )
+
+def default_of(variable: str) -> str:
+    """A setting's literal default, as the table gives it."""
+    default = next(row.default for row in SETTINGS if row.variable == variable)
+    assert isinstance(default, str), f"{variable}'s default is made, not written"
+    return default
+
+
+def docs_table() -> str:
+    """docs/configuration.md's table of settings."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for row in SETTINGS:
+        default = row.default_doc or f"`{row.default}`"
+        rows.append(f"| `{row.variable}` | {default} | {row.help} |")
+    return "\n".join(rows) + "\n"

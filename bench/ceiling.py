@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from app.images import open_image
 from app.model import Model
+
+from app.inference.images import decode_image
 
 BATCHES = (1, 2, 4, 8)
 Setting = tuple[int, int, int]  # streams, intra-op threads, batch
@@ -81,20 +81,20 @@ def measure(
     data = photos[load_photo]
 
     def prepare(photo: bytes) -> np.ndarray:
-        return models[1].preprocess(open_image(photo, 10**9, draft))
+        return models[1].preprocess(decode_image(photo, 10**9, draft))
 
     array = prepare(data)
     forward = {}
     for streams, t, batch in settings(os.cpu_count() or 1):
         inputs = [array] * batch
         forward[(streams, t, batch)] = rate(
-            lambda m=models[t], inputs=inputs: len(m.predict_batch(inputs)), seconds, streams
+            lambda m=models[t], inputs=inputs: len(m.infer(inputs)), seconds, streams
         )
     best = max(forward, key=forward.get)
     streams, t, batch = best
 
     def decode_and_run() -> int:
-        return len(models[t].predict_batch([prepare(data) for _ in range(batch)]))
+        return len(models[t].infer([prepare(data) for _ in range(batch)]))
 
     served = models[threads]
     return Ceiling(
@@ -102,7 +102,7 @@ def measure(
         best=best,
         with_decoding=rate(decode_and_run, seconds, streams),
         single_ms={
-            name: median_ms(lambda p=photo: served.predict_batch([prepare(p)]), 15)
+            name: median_ms(lambda p=photo: served.infer([prepare(p)]), 15)
             for name, photo in photos.items()
         },
         decode_ms={

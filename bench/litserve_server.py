@@ -1,8 +1,8 @@
 """The peer: LitServe serving the same compiled ONNX model with the same preprocessing.
 
-Each request is decoded (app.images.open_image, with the model's JPEG draft size) and
+Each request is decoded (app.inference.images.decode_image, with the model's JPEG draft size) and
 preprocessed (Model.preprocess) in LitServe's decode_request, and run in its batched
-predict (Model.predict_batch), in LitServe's inference worker processes. Its settings
+predict (Model.infer), in LitServe's inference worker processes. Its settings
 come from the environment, so bench/run.py can tune it as LitServe's docs advise:
 LITSERVE_WORKERS (workers_per_device), INTRA_OP_THREADS (ONNX Runtime threads per
 worker), LITSERVE_MAX_BATCH_SIZE, LITSERVE_BATCH_TIMEOUT (seconds) and
@@ -16,10 +16,12 @@ from pathlib import Path
 import litserve as ls
 import numpy as np
 
-from app.images import open_image
-from app.model import Model
+from app.inference.images import decode_image
+from app.inference.model import Model
+from app.kinds import kind_of
+from app.settings import default_of
 
-MAX_PIXELS = 50_000_000  # the app's MAX_IMAGE_MEGAPIXELS default
+MAX_PIXELS = int(float(default_of("MAX_IMAGE_MEGAPIXELS")) * 1_000_000)  # the app's
 
 
 class OnnxAPI(ls.LitAPI):
@@ -27,17 +29,18 @@ class OnnxAPI(ls.LitAPI):
         threads = int(os.environ.get("INTRA_OP_THREADS", "1"))
         self.model = Model.load(Path(os.environ["MODEL_PATH"]), threads=threads)
         self.model.warm_up()
+        self.kind = kind_of(self.model.info)
 
     def decode_request(self, request) -> np.ndarray:  # no annotation: LitServe reads them
         """LitServe hands a multipart request over as its parsed form."""
         data = request["file"].file.read()
-        return self.model.preprocess(open_image(data, MAX_PIXELS, self.model.draft_size))
+        return self.model.preprocess(decode_image(data, MAX_PIXELS, self.model.draft_size))
 
     def predict(self, x: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """A list when batching (max_batch_size > 1), one input otherwise."""
         if self.max_batch_size > 1:
-            return self.model.predict_batch(x)
-        return self.model.predict_batch([x])[0]
+            return self.model.infer(x)
+        return self.model.infer([x])[0]
 
     def batch(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return inputs
@@ -46,7 +49,7 @@ class OnnxAPI(ls.LitAPI):
         return list(output)
 
     def encode_response(self, probs: np.ndarray) -> dict:
-        top = self.model.top_k(probs, 5)
+        top = self.kind.ranked(probs, 1)
         return {"label": top[0]["label"], "probability": top[0]["probability"]}
 
 

@@ -104,17 +104,17 @@ def servers(r: Results) -> str:
 - **naive** is `bench/naive_server.py`: `learn.predict` inside the async handler, the way
   the anchor apps serve; requests queue behind each other on the event loop.
 - **litserve** is `bench/litserve_server.py`: LitServe {version("litserve")} serving the same
-  `export.onnx` with the same decoding and preprocessing (`open_image` with the model's
-  draft size, then `Model.preprocess`) in `decode_request`, and `Model.predict_batch` in its
+  `export.onnx` with the same decoding and preprocessing (`decode_image` with the model's
+  draft size, then `Model.preprocess`) in `decode_request`, and `Model.infer` in its
   batched `predict`; it does not import torch. Tuned as its docs advise: workers_per_device
   1 or 2, ONNX Runtime intra-op threads per worker 1 or 2, max_batch_size 1, 4 or 8 with a
   batch_timeout, and fast_queue (ZMQ instead of multiprocessing queues);
   {len(r.litserve)} settings tried at c={TUNING_CONCURRENCY} (table above).
   The best, {best.setting}, is the one measured at every concurrency and in the targets.
   num_api_servers stays at its default, one API server process per inference worker.
-- **The ceiling** is `app.model.Model` in the benchmark's own process, no HTTP: the forward
-  pass alone at each setting (parallel streams x intra-op threads x batch), then the best
-  one with each stream also decoding and preprocessing the {LOAD_PHOTO} photo.
+- **The ceiling** is `app.inference.model.Model` in the benchmark's own process, no HTTP:
+  the forward pass alone at each setting (parallel streams x intra-op threads x batch), then
+  the best one with each stream also decoding and preprocessing the {LOAD_PHOTO} photo.
 - **RSS** is summed over every process of a server's session: uvicorn's workers,
   LitServe's API servers, inference workers and multiprocessing's resource tracker.
 """

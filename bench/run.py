@@ -20,8 +20,8 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from app.compiling import compile_in_child, compiled_model_path
-from app.model import read_info
+from app.inference.loading import compile_in_child, compiled_model_path
+from app.inference.model import read_info
 from app.settings import load_settings
 from bench import ceiling
 from bench.contenders import (

@@ -15,20 +15,19 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.settings import Settings
+from app.settings import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
-APP_VARIABLES = {f.name.upper() for f in fields(Settings)}
 
 
 def clean_env() -> dict[str, str]:
     """This process's environment less the app's settings: every server starts from the
     app's defaults (plus what it is given), whatever the calling shell exports."""
-    return {k: v for k, v in os.environ.items() if k not in APP_VARIABLES}
+    return {k: v for k, v in os.environ.items() if k not in VARIABLES}
 
 
 def _stat(pid: int) -> list[str]:

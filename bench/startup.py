@@ -34,7 +34,7 @@ def main() -> None:
     import app.main  # noqa: F401
 
     mark("import the app (starlette, uvicorn, aiohttp, ...)")
-    from app.compiling import load_model
+    from app.inference.loading import load_model
     from app.settings import load_settings
 
     model = load_model(load_settings())

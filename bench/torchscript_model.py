@@ -7,7 +7,7 @@ the network runs as a frozen TorchScript trace in channels-last layout. It
 implements app.model.Model's interface, so bench/torchscript_server.py serves
 it through the app's own HTTP stack and only the model differs. Tensors stay
 tensors (the old code's own types): Predictor only queues what `preprocess`
-returns and hands rows of `predict_batch`'s result back to `result`.
+returns (`infer`), and the served kind (app/kinds/) answers from its rows.
 Benchmark use only.
 """
 
@@ -19,6 +19,7 @@ from compiler.torchvision_compat import ensure_torchvision
 
 ensure_torchvision()
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fastai.learner import Learner, load_learner  # noqa: E402
 from fastai.vision.augment import Resize  # noqa: E402
@@ -26,20 +27,17 @@ from fastai.vision.core import PILBase, PILImage  # noqa: E402
 from fasttransform import Pipeline  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from app.model import Model  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 
 class TorchScriptModel:
     """A single-label fastai image classifier, traced and frozen."""
 
-    kind, threshold = "single-label", None
-    # The served model's own answer-making, over this class's top_k.
-    default_top_k, result = Model.default_top_k, Model.result
-
     def __init__(self, learn: Learner, path: Path) -> None:
         self.path = path
         self.labels: list[str] = [str(v) for v in learn.dls.vocab]
+        # What the served model's kind (app/kinds/) reads: its answers are made the same way.
+        self.info = {"kind": "single-label", "labels": self.labels, "threshold": None}
         self.architecture = type(learn.model).__name__
         self._activation = getattr(learn.loss_func, "activation", lambda x: x.softmax(dim=-1))
         made = learn.dls.valid_ds.tls[0].types[-1]  # PILImage, or PILImageBW for greyscale
@@ -86,32 +84,23 @@ class TorchScriptModel:
         return self._item_tfms(self._image_type.create(image))
 
     @torch.inference_mode()
-    def predict_batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def infer(self, inputs: list[torch.Tensor]) -> np.ndarray:
         """Probabilities, one row per preprocessed input."""
         batch = self._batch_tfms(torch.stack(inputs)).as_subclass(torch.Tensor)
-        return self._activation(self._network(batch)).as_subclass(torch.Tensor).float()
+        return self._activation(self._network(batch)).as_subclass(torch.Tensor).float().numpy()
 
     def warm_up(self) -> None:
         """One prediction, so the first request doesn't pay for lazy initialisation."""
-        self.predict_batch([self._example()])
-
-    def top_k(self, probs: torch.Tensor, k: int) -> list[dict]:
-        values, indices = probs.topk(min(k, len(self.labels)))
-        return [
-            {"label": self.labels[i], "probability": round(float(v), 6)}
-            for v, i in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
+        self.infer([self._example()])
 
     def metadata(self) -> dict:
-        """The keys app/main.py, app/metrics.py and /api/model read."""
+        """The keys app/main.py, app/ops/metrics.py and /api/model read."""
         sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
         return {
             "file": self.path.name,
             "sha256": sha256,
             "runtime": {"name": "torchscript", "version": torch.__version__},
             "architecture": self.architecture,
-            "class_count": len(self.labels),
-            "classes": self.labels,
             "input_size": self.input_size,
             "image_mode": self.image_mode,
             "source": {"file": self.path.name, "sha256": sha256},

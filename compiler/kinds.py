@@ -6,6 +6,10 @@ every label past its threshold). Anything else is refused in one line that says 
 it is (the learner's class, its target block) and what Pounce compiles.
 """
 
+from collections.abc import Callable, Hashable
+
+import numpy as np
+import torch
 from fastai.data.transforms import Categorize, MultiCategorize
 from fastai.learner import Learner
 from fastai.losses import BCEWithLogitsLossFlat
@@ -78,3 +82,18 @@ def task(learn: Learner) -> dict:
             "default for MultiCategoryBlock), whose threshold decides the labels"
         )
     return {"kind": "single-label", "threshold": None}
+
+
+# What learn.predict decoded, in the form the served kind decides it (app/kinds/): the
+# indices of the labels it gives. A multi-label learner's come from fastai's own
+# decoding (its loss function's threshold); a single-label one's are its top class.
+DECISIONS: dict[str, Callable[[torch.Tensor, np.ndarray], Hashable]] = {
+    "single-label": lambda decoded, output: frozenset({int(output.argmax())}),
+    "multi-label": lambda decoded, output: frozenset(
+        int(i) for i in np.flatnonzero(decoded.numpy())
+    ),
+}
+
+
+def fastai_decision(kind: str, decoded: torch.Tensor, output: np.ndarray) -> Hashable:
+    return DECISIONS[kind](decoded, output)

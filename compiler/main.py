@@ -15,7 +15,7 @@ import fastai
 import onnx
 import torch
 
-from app.model import FORMAT, METADATA_KEY, Model
+from app.inference.model import FORMAT, METADATA_KEY, Model
 from compiler.export import OPSET, activation_name, export_graph
 from compiler.kinds import task
 from compiler.learner import read_learner

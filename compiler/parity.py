@@ -16,22 +16,22 @@ orientation, and a 12 MP photo (draft-decoded, as the server does).
 """
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Hashable, Iterator
 
 import numpy as np
 import torch
 from fastai.learner import Learner
 from PIL import Image
 
-from app.images import open_image
-from app.model import Model
+from app.inference.images import ANY_SIZE, decode_image
+from app.inference.model import Model
+from app.kinds import kind_of
+from app.settings import EXAMPLES_DIR as EXAMPLES
+from compiler.kinds import fastai_decision
 from compiler.learner import CompileError
 from compiler.pipeline import Translation
 
 TOLERANCE = 1e-4
-EXAMPLES = Path(__file__).resolve().parent.parent / "static" / "examples"
-MAX_PIXELS = 10**9
 
 
 def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -70,29 +70,27 @@ def parity_images() -> Iterator[tuple[str, bytes]]:
 
 
 def _reference(
-    learn: Learner, translation: Translation, image: Image.Image, multi_label: bool
-) -> tuple[np.ndarray, set[int]]:
-    """learn.predict's probabilities and the label indices it decodes: its top class, or
-    for a multi-label learner the labels its loss function's threshold passes."""
+    learn: Learner, translation: Translation, image: Image.Image, kind: str
+) -> tuple[np.ndarray, Hashable]:
+    """learn.predict's raw output and what it decodes, as the kind compares them."""
     with learn.no_bar():
         _, decoded, probs = learn.predict(translation.image_type.create(image))
     if getattr(learn.loss_func, "activation", None) is None:
         probs = torch.softmax(probs, dim=-1)  # as the graph does (compiler/export.py)
     probs = probs.float().numpy()
-    if multi_label:  # fastai's own decoding: the labels past the loss function's threshold
-        return probs, {int(i) for i in np.flatnonzero(decoded.numpy())}
-    return probs, {int(probs.argmax())}
+    return probs, fastai_decision(kind, decoded, probs)
 
 
 def check_parity(learn: Learner, translation: Translation, model: Model) -> dict:
     """The parity figures for the compiled `model`; CompileError when they miss."""
     results = []
+    kind = kind_of(model.info)
     for name, data in parity_images():
-        image = open_image(data, MAX_PIXELS, model.draft_size).convert(model.preprocessor.mode)
-        served = model.predict_batch([model.preprocess(image)])[0]
-        expected, labels = _reference(learn, translation, image, model.threshold is not None)
+        image = decode_image(data, ANY_SIZE, model.draft_size).convert(model.preprocessor.mode)
+        served = model.infer([model.preprocess(image)])[0]
+        expected, labels = _reference(learn, translation, image, kind.name)
         diff = float(np.abs(served - expected).max())
-        same = set(model.decision(served)) == labels
+        same = kind.decide(served) == labels
         results.append((name, diff, same))
     worst = max(results, key=lambda result: result[1])
     failed = [(n, d) for n, d, same in results if d > TOLERANCE or not same]

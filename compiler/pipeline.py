@@ -31,7 +31,7 @@ from fastai.vision.augment import (
 )
 from fastai.vision.core import PILBase
 
-from app.preprocess import MODES, PAD_MODES, RESAMPLES, RESIZE_METHODS
+from app.inference.preprocess import MODES, PAD_MODES, RESAMPLES, RESIZE_METHODS
 from compiler.learner import CompileError
 
 SUPPORTED = (

@@ -35,14 +35,15 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
-from app.images import SUFFIXES, open_image
-from app.model import Model
+from app.inference.images import ANY_SIZE, SUFFIXES, decode_image
+from app.inference.model import Model
+from app.kinds import kind_of
+from app.settings import EXAMPLES_DIR
 from compiler.learner import CompileError
 
-CALIBRATION = Path(__file__).resolve().parent.parent / "static" / "examples"
+CALIBRATION = EXAMPLES_DIR  # the default calibration photos: the page's examples
 MIN_AGREEMENT = 0.95
 NETWORK = "/network/"  # compiler/export.py's name for the learner's model inside the graph
-MAX_PIXELS = 10**9
 
 
 def photos(folder: Path | None) -> list[Path]:
@@ -98,7 +99,7 @@ def _inputs(model: Model, paths: list[Path], mirrored: bool) -> Iterator[tuple[s
     """Each photo decoded and preprocessed as the server does (and mirrored too)."""
     for path in paths:
         try:
-            image = open_image(path.read_bytes(), MAX_PIXELS, model.draft_size)
+            image = decode_image(path.read_bytes(), ANY_SIZE, model.draft_size)
         except Exception as exc:  # noqa: BLE001 - ApiError and OSError alike: say which file
             raise CompileError(f"cannot read the photo {path}: {exc}") from None
         image = image.convert(model.preprocessor.mode)
@@ -119,11 +120,12 @@ class _Calibration(CalibrationDataReader):
 def agreement(fp32: Model, int8: Model, holdout: list[Path]) -> dict:
     """How often the INT8 model gives fp32's answer on the held-out photos."""
     same, worst, names, changed = 0, (0.0, ""), [], []
+    kind = kind_of(fp32.info)
     for name, x in _inputs(fp32, holdout, mirrored=True):
-        expected, got = fp32.predict_batch([x])[0], int8.predict_batch([x])[0]
+        expected, got = fp32.infer([x])[0], int8.infer([x])[0]
         names.append(name)
         worst = max(worst, (float(np.abs(expected - got).max()), name))
-        if set(fp32.decision(expected)) == set(int8.decision(got)):
+        if kind.decide(expected) == kind.decide(got):
             same += 1
         else:
             changed.append(name)

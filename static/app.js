@@ -1,7 +1,7 @@
 // Progressive enhancement of the home page: with this script, photos are chosen by
-// click, drag-and-drop, paste, camera or example, previewed, and classified through
-// the JSON API without a page reload. Without it, the same forms post and the server
-// renders the result page.
+// click, drag-and-drop, paste, camera or example, previewed, and sent without a page
+// reload; the server answers with the answer's part of the page, drawn as it draws it
+// without the script. Without it, the same forms post and the server renders the page.
 "use strict";
 
 (() => {
@@ -12,13 +12,11 @@
   const urlForm = document.getElementById("url-form");
   const output = document.getElementById("output");
   const status = document.getElementById("status");
-  const errorBox = document.getElementById("error");
-  const resultBox = document.getElementById("result");
+  const answer = document.getElementById("answer");
+  const errorBox = () => document.getElementById("error");
   const figure = document.getElementById("preview-figure");
   const preview = document.getElementById("preview");
   let previewUrl = null;
-
-  const percent = (p) => `${(p * 100).toFixed(1)}%`;
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -38,78 +36,39 @@
     output.hidden = false;
     output.setAttribute("aria-busy", on ? "true" : "false");
     status.hidden = !on;
-    if (on) {
-      errorBox.hidden = true;
-      resultBox.hidden = true;
-    }
+    if (on) answer.querySelectorAll("#error, #result").forEach((box) => (box.hidden = true));
   }
 
-  function showError(error, httpStatus) {
+  // A network failure is the one error the server can't draw.
+  function showUnreachable() {
     busy(false);
-    const help = {
-      payload_too_large: "Try a smaller photo.",
-      image_too_large: "Try a smaller photo.",
-      unsupported_media_type: "Choose a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC photo.",
-      url_not_allowed: "That address is not on the public internet.",
-      overloaded: "The server is busy. Try again in a moment.",
-      queue_timeout: "The server is busy. Try again in a moment.",
-      request_timeout: "The upload was too slow. Check the connection and try again.",
-      url_timeout: "That address was too slow to answer. Try another, or upload the photo.",
-    }[error.code];
-    errorBox.replaceChildren(
+    errorBox().replaceChildren(
       el("h2", {}, "That didn't work"),
-      el("p", {}, error.message + (help ? ` ${help}` : "")),
-      el("p", { class: "muted" }, "Error ", el("code", {}, error.code), ` (HTTP ${httpStatus})`),
+      el("p", {}, "The server could not be reached."),
+      el("p", { class: "muted" }, "Error ", el("code", {}, "network_error"), " (HTTP 0)"),
     );
-    errorBox.hidden = false;
+    errorBox().hidden = false;
   }
 
-  // Drawn as templates/index.html draws it without JavaScript: a single-label answer as
-  // its top class and bars; a multi-label one as the labels past the threshold, then
-  // every label as a bar with the threshold marked.
-  function showResult(result) {
+  // The server draws the answer (or the error) as it does without JavaScript: its
+  // fragment, templates/answer.html with the kind's partial, replaces the old one.
+  function showAnswer(html) {
     busy(false);
-    const multi = result.kind === "multi-label";
-    const bars = el("ol", { class: multi ? "bars multi-label" : "bars" });
-    if (multi) bars.style.setProperty("--threshold", percent(result.threshold));
-    result.predictions.forEach((p) => {
-      const fill = el("span");
-      fill.style.width = percent(p.probability);
-      bars.append(
-        el(
-          "li",
-          multi && result.labels.includes(p.label) ? { class: "pass" } : {},
-          el("span", { class: "bar-label" }, p.label),
-          el("span", { class: "bar", "aria-hidden": "true" }, fill),
-          el("span", { class: "bar-value" }, percent(p.probability)),
-        ),
-      );
-    });
-    let heading, detail;
-    if (!multi) {
-      heading = el("h2", {}, "It looks like ", el("strong", { class: "top-label" }, result.label));
-      detail = `${percent(result.probability)} sure`;
-    } else if (result.labels.length) {
-      const chips = result.labels.map((label) => el("strong", { class: "top-label" }, label));
-      heading = el("h2", {}, "It shows ", el("span", { class: "passing" }, ...chips));
-    } else {
-      heading = el("h2", {}, "No label passes the threshold");
+    answer.innerHTML = html;
+    if (output.getBoundingClientRect().top > window.innerHeight * 0.6) {
+      output.scrollIntoView({ behavior: "smooth", block: "start" });  // a phone's fold
     }
-    if (multi) detail = `Labels above ${percent(result.threshold)} (the dashed line) pass`;
-    resultBox.replaceChildren(heading, el("p", { class: "muted" }, `${detail} · ${result.elapsed_ms} ms`), bars);
-    resultBox.hidden = false;
   }
 
   async function classify(request, previewSrc) {
     showPreview(previewSrc);
     busy(true);
     try {
-      const response = await fetch(endpoint, { method: "POST", headers: { Accept: "application/json" }, ...request });
-      const body = await response.json();
-      if (response.ok) showResult(body);
-      else showError(body.error, response.status);
+      const headers = { Accept: "text/html", "X-Pounce-Fragment": "1", ...request.headers };
+      const response = await fetch(endpoint, { method: "POST", ...request, headers });
+      showAnswer(await response.text());
     } catch (error) {
-      showError({ code: "network_error", message: "The server could not be reached." }, 0);
+      showUnreachable();
     }
   }
 
@@ -121,7 +80,7 @@
   }
 
   function classifyUrl(url) {
-    classify({ body: JSON.stringify({ url }), headers: { Accept: "application/json", "Content-Type": "application/json" } }, url);
+    classify({ body: JSON.stringify({ url }), headers: { "Content-Type": "application/json" } }, url);
   }
 
   fileInput.addEventListener("change", () => classifyFile(fileInput.files[0]));

@@ -31,6 +31,10 @@ class Recording(dict):
         self.read.add(str(key))
         return super().__contains__(key)
 
+    def get(self, key: str, default: object = None) -> object:
+        self.read.add(key)
+        return super().get(key, default)
+
 
 def settings_read() -> set[str]:
     """The environment variables the app reads: its settings."""

@@ -24,7 +24,7 @@ from tests.live import multipart, request, serve
 TRAINING_STACK = {"torch", "torchvision", "fastai", "fasttransform", "fastcore"}
 NOT_IMPORTED_BY_SERVING = TRAINING_STACK | {"compiler", "onnx"}
 SITE = Path(__file__).resolve().parent / "site"
-SERVING_MODULES = sorted((ROOT / "app").glob("*.py"))
+SERVING_MODULES = sorted((ROOT / "app").rglob("*.py"))
 
 
 def imported_names(path: Path) -> set[str]:
@@ -37,18 +37,51 @@ def imported_names(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", SERVING_MODULES, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", SERVING_MODULES, ids=lambda path: str(path.relative_to(ROOT)))
 def test_serving_modules_do_not_import_the_compiler(path: Path) -> None:
     assert not imported_names(path) & NOT_IMPORTED_BY_SERVING
 
 
-def test_importing_all_of_app_imports_no_training_stack() -> None:
-    modules = ", ".join(f"app.{path.stem}" for path in SERVING_MODULES if path.stem != "__main__")
-    script = f"import sys, {modules}; print(' '.join(sorted(sys.modules)))"
+def module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def loaded_by_importing(paths: list[Path]) -> set[str]:
+    """The top-level packages a fresh interpreter has loaded after importing `paths`."""
+    names = ", ".join(module(path) for path in paths if path.stem != "__main__")
+    script = f"import sys, {names}; print(' '.join(sorted(sys.modules)))"
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
-    loaded = {name.split(".")[0] for name in run.stdout.split()}
     assert run.returncode == 0, run.stderr
+    return {name.split(".")[0] for name in run.stdout.split()}
+
+
+def test_importing_all_of_app_imports_no_training_stack() -> None:
+    loaded = loaded_by_importing(SERVING_MODULES)
     assert "onnxruntime" in loaded and not loaded & TRAINING_STACK
+
+
+# The web side of the server: no part of it may be loaded by the inference side.
+WEB = {"starlette", "aiohttp", "uvicorn", "jinja2", "prometheus_client", "multipart", "httptools"}
+INFERENCE_SIDE = [
+    path for path in SERVING_MODULES if path.relative_to(ROOT).parts[1] in ("inference", "kinds")
+]
+# What compiler/ may import of app/: the inference side, and the tables it raises from.
+FOR_THE_COMPILER = ("app.inference", "app.kinds", "app.settings", "app.errors", "app.error_codes")
+
+
+def test_the_inference_side_imports_no_web_framework() -> None:
+    """app/inference/ and app/kinds/ (and what they import) load no web framework, so
+    compiling never loads Starlette."""
+    assert len(INFERENCE_SIDE) >= 10
+    loaded = loaded_by_importing(INFERENCE_SIDE)
+    assert "onnxruntime" in loaded and not loaded & (WEB | TRAINING_STACK)
+
+
+def test_the_compiler_imports_only_the_inference_side() -> None:
+    for path in sorted((ROOT / "compiler").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("app"):
+                assert node.module.startswith(FOR_THE_COMPILER), f"{path.name}: {node.module}"
 
 
 def served_modules(tmp: Path, model_path: Path, photo: bytes, **env: str) -> tuple[set, str]:

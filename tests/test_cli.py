@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from app.cli import NOT_COMPILED, expand
-from app.images import SUFFIXES
+from app.inference.images import SUFFIXES
 from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, ImageServer
 
 

@@ -23,8 +23,8 @@ from fastai.vision.all import (
 )
 from onnx import numpy_helper
 
-from app.images import open_image
-from app.model import METADATA_KEY, Model
+from app.inference.images import decode_image
+from app.inference.model import METADATA_KEY, Model
 from compiler.export import centre_crop
 from compiler.fastai_lines import export_line, pickled_globals
 from compiler.learner import CompileError
@@ -68,9 +68,9 @@ def test_shipped_model_matches_a_fresh_compile(tmp_path: Path) -> None:
     assert shipped_parity["max_abs_diff"] <= TOLERANCE
     fresh_model, shipped_model = Model.load(fresh), Model.load(COMPILED)
     for name, data in parity_images():
-        image = open_image(data, 10**9, shipped_model.draft_size)
+        image = decode_image(data, 10**9, shipped_model.draft_size)
         x = shipped_model.preprocess(image)
-        served = fresh_model.predict_batch([x])[0], shipped_model.predict_batch([x])[0]
+        served = fresh_model.infer([x])[0], shipped_model.infer([x])[0]
         assert np.abs(served[0] - served[1]).max() <= 1e-6, name
 
 
@@ -234,7 +234,7 @@ def test_a_layer_that_will_not_export_is_named_then_fixed(tmp_path: Path) -> Non
     fixed = compile_cli(source, out, pythonpath=tmp_path)
     assert fixed.returncode == 0, fixed.stderr
     assert "parity with learn.predict: 17 images" in fixed.stderr
-    assert Model.load(out).labels == ["a", "b", "c"]
+    assert Model.load(out).info["labels"] == ["a", "b", "c"]
 
 
 def test_missing_architecture_module_is_named(tmp_path: Path) -> None:

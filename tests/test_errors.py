@@ -11,7 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from app.error_codes import ERRORS, RETRY_AFTER
-from app.errors import _HTTP_CODES
+from app.http.handlers import _HTTP_CODES
 from app.main import create_app
 from tests.conftest import ROOT, make_settings
 from tests.live import request, serve_app
@@ -23,7 +23,7 @@ API_DOCS = ROOT / "docs" / "api.md"
 def raised() -> list[tuple[str, int | None, str]]:
     """(code, explicit status or None, where) for every error the app's code raises."""
     found = []
-    for path in sorted((ROOT / "app").glob("*.py")):
+    for path in sorted((ROOT / "app").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue
@@ -32,11 +32,11 @@ def raised() -> list[tuple[str, int | None, str]]:
                 continue
             code = node.args[RAISERS[name]]
             if not isinstance(code, ast.Constant):  # Starlette's own: from _HTTP_CODES
-                assert path.name == "errors.py", f"{path.name}:{node.lineno}: a literal code"
+                assert path.name == "handlers.py", f"{path.name}:{node.lineno}: a literal code"
                 continue
             status = next((k.value for k in node.keywords if k.arg == "status"), None)
             explicit = status.value if isinstance(status, ast.Constant) else None
-            found.append((code.value, explicit, f"{path.name}:{node.lineno}"))
+            found.append((code.value, explicit, f"{path.relative_to(ROOT)}:{node.lineno}"))
     return found
 
 

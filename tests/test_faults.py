@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from app.memory import TRIM_EVERY_S
+from app.ops.memory import TRIM_EVERY_S
 from tests.conftest import ROOT, QuietServer, encode
 from tests.live import (
     TIMER_SLACK_S,

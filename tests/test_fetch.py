@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from app import fetch
+from app.intake import fetch
 from app.main import create_app
 from tests import conftest
 from tests.conftest import CAT_CLASSES, ImageServer, make_settings

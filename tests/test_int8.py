@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from app.inference.model import Model
 from app.main import create_app
-from app.model import Model
 from compiler.learner import CompileError
 from compiler.main import compile_file
 from compiler.quantize import CALIBRATION, MIN_AGREEMENT
@@ -58,7 +58,7 @@ def test_agreement_is_measured_on_held_out_photos(int8_model: Path) -> None:
     assert quantization["min_agreement"] == MIN_AGREEMENT
     # The parity figures are fp32's with learn.predict; quantization is checked against fp32.
     assert info["parity"]["max_abs_diff"] <= 1e-4
-    assert Model.load(int8_model).labels == Model.load(COMPILED).labels
+    assert Model.load(int8_model).info["labels"] == Model.load(COMPILED).info["labels"]
 
 
 def test_served_and_says_int8(int8_client: TestClient, chelsea_jpeg: bytes, coffee_png) -> None:
@@ -74,8 +74,8 @@ def test_served_and_says_int8(int8_client: TestClient, chelsea_jpeg: bytes, coff
 def test_close_to_fp32(int8_model: Path, chelsea, coffee) -> None:
     fp32, int8 = Model.load(COMPILED), Model.load(int8_model)
     for image in (chelsea, coffee):
-        expected = fp32.predict_batch([fp32.preprocess(image)])[0]
-        got = int8.predict_batch([int8.preprocess(image)])[0]
+        expected = fp32.infer([fp32.preprocess(image)])[0]
+        got = int8.infer([int8.preprocess(image)])[0]
         assert got.argmax() == expected.argmax() and np.abs(got - expected).max() < 0.2
         assert abs(float(got.sum()) - 1) < 1e-4  # the activation stayed float
 
@@ -122,4 +122,4 @@ def test_multi_label_int8_keeps_the_passing_labels(colours_model: Path, tmp_path
     held = info["quantization"]["holdout"]
     assert info["kind"] == "multi-label" and info["precision"] == "int8"
     assert held["images"] == 24 and held["agreement"] >= MIN_AGREEMENT
-    assert Model.load(tmp_path / "colours-int8.onnx").threshold == 0.5
+    assert Model.load(tmp_path / "colours-int8.onnx").info["threshold"] == 0.5

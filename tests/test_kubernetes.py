@@ -10,6 +10,8 @@ import subprocess
 import kubernetes_validate
 import pytest
 import yaml
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from app.main import routes
 from tests.conftest import ROOT
@@ -18,7 +20,20 @@ from tests.helpers import settings_read
 KUBERNETES = "1.37.0"
 KUSTOMIZATIONS = ["deploy/kubernetes/base", "deploy/kubernetes/overlays/production"]
 KSERVE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
-ROUTES = {getattr(route, "path", None) for route in routes}
+
+
+def paths(table: list, prefix: str = "") -> set[str]:
+    """Every path the route table answers, the mounted apps' routes included."""
+    found = set()
+    for route in table:
+        found.add(prefix + route.path)
+        inner = getattr(getattr(route, "app", None), "routes", None)
+        if isinstance(route, Mount) and inner and not isinstance(route.app, StaticFiles):
+            found |= paths(inner, prefix + route.path)
+    return found
+
+
+ROUTES = paths(routes)
 
 
 def rendered(kustomization: str) -> list[dict]:

@@ -15,9 +15,10 @@ from fastai.learner import Learner
 from fastai.vision.core import PILImage
 from PIL import Image
 
-from app.images import open_image
-from app.model import METADATA_KEY, Model, ModelLoadError
-from app.onnx_metadata import metadata_props
+from app.inference.images import decode_image
+from app.inference.metadata import metadata_props
+from app.inference.model import METADATA_KEY, Model, ModelLoadError
+from app.kinds import Kind, kind_of
 from compiler.learner import read_learner
 from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, encode
 
@@ -28,12 +29,17 @@ def model() -> Model:
 
 
 @pytest.fixture(scope="module")
+def kind(model: Model) -> Kind:
+    return kind_of(model.info, {"top_k": 5})
+
+
+@pytest.fixture(scope="module")
 def reference() -> Learner:
     return read_learner(MODEL)
 
 
 def served_probs(model: Model, image: Image.Image) -> np.ndarray:
-    return model.predict_batch([model.preprocess(image)])[0]
+    return model.infer([model.preprocess(image)])[0]
 
 
 def fastai_probs(reference: Learner, image: Image.Image) -> np.ndarray:
@@ -42,8 +48,8 @@ def fastai_probs(reference: Learner, image: Image.Image) -> np.ndarray:
     return probs.numpy()
 
 
-def test_vocab_is_imagenet_in_index_order(model: Model) -> None:
-    labels = model.labels
+def test_vocab_is_imagenet_in_index_order(kind: Kind) -> None:
+    labels = kind.labels
     assert len(labels) == len(set(labels)) == 1000
     assert labels[0] == "tench"
     assert labels[281:286] == ["tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"]
@@ -52,9 +58,9 @@ def test_vocab_is_imagenet_in_index_order(model: Model) -> None:
     assert "crane" in labels[134] and "crane" in labels[517] and labels[134] != labels[517]
 
 
-def test_default_model_knows_real_photos(model: Model, chelsea, coffee) -> None:
-    assert model.top_k(served_probs(model, chelsea), 1)[0]["label"] in CAT_CLASSES
-    assert model.top_k(served_probs(model, coffee), 1)[0]["label"] == "espresso"
+def test_default_model_knows_real_photos(model: Model, kind: Kind, chelsea, coffee) -> None:
+    assert kind.ranked(served_probs(model, chelsea), 1)[0]["label"] in CAT_CLASSES
+    assert kind.ranked(served_probs(model, coffee), 1)[0]["label"] == "espresso"
 
 
 def rotated_with_exif(image: Image.Image) -> bytes:
@@ -68,10 +74,10 @@ def rotated_with_exif(image: Image.Image) -> bytes:
 def test_served_model_matches_learn_predict(model: Model, reference: Learner, name: str) -> None:
     """Photos other than the compiler's own parity set, decoded as the server does."""
     if name == "rotated":
-        image = open_image(rotated_with_exif(Image.fromarray(skimage.data.chelsea())), 10**8)
+        image = decode_image(rotated_with_exif(Image.fromarray(skimage.data.chelsea())), 10**8)
     elif name == "large-served":  # a 12 MP phone photo, draft-decoded as the server does
         large = Image.fromarray(skimage.data.astronaut()).resize((4000, 3000), Image.BICUBIC)
-        image = open_image(encode(large, "JPEG"), 10**8, model.draft_size)
+        image = decode_image(encode(large, "JPEG"), 10**8, model.draft_size)
     else:
         image = Image.fromarray(getattr(skimage.data, name)())
     served, expected = served_probs(model, image), fastai_probs(reference, image)
@@ -82,27 +88,27 @@ def test_served_model_matches_learn_predict(model: Model, reference: Learner, na
 
 def test_batched_equals_one_at_a_time(model: Model, chelsea, coffee) -> None:
     inputs = [model.preprocess(chelsea), model.preprocess(coffee)]
-    together = model.predict_batch(inputs)
-    assert np.allclose(together[0], model.predict_batch(inputs[:1])[0], atol=1e-5)
-    assert np.allclose(together[1], model.predict_batch(inputs[1:])[0], atol=1e-5)
+    together = model.infer(inputs)
+    assert np.allclose(together[0], model.infer(inputs[:1])[0], atol=1e-5)
+    assert np.allclose(together[1], model.infer(inputs[1:])[0], atol=1e-5)
 
 
 def test_exif_orientation_is_applied(chelsea) -> None:
-    upright = open_image(rotated_with_exif(chelsea), 10**8)
+    upright = decode_image(rotated_with_exif(chelsea), 10**8)
     assert upright.size == chelsea.size
 
 
-def test_top_k_is_sorted_and_bounded(model: Model, coffee) -> None:
+def test_top_k_is_sorted_and_bounded(model: Model, kind: Kind, coffee) -> None:
     probs = served_probs(model, coffee)
-    top = model.top_k(probs, 5)
+    top = kind.ranked(probs, 5)
     assert len(top) == 5
     assert [p["probability"] for p in top] == sorted((p["probability"] for p in top), reverse=True)
-    assert len(model.top_k(probs, 5000)) == 1000
+    assert len(kind.ranked(probs, 5000)) == 1000
     assert abs(float(probs.sum()) - 1) < 1e-4
 
 
-def test_metadata_says_runtime_source_and_parity(model: Model) -> None:
-    meta = model.metadata()
+def test_metadata_says_runtime_source_and_parity(model: Model, kind: Kind) -> None:
+    meta = {**model.metadata(), **kind.describe()}
     assert meta["class_count"] == 1000 and meta["input_size"] == [224, 224]
     assert meta["kind"] == "single-label" and meta["threshold"] is None
     assert meta["precision"] == "fp32" and meta["quantization"] is None  # the default
@@ -142,8 +148,8 @@ def test_jpeg_draft_decoding_keeps_the_prediction(model: Model) -> None:
     photo = encode(
         Image.fromarray(skimage.data.coffee()).resize((4000, 3000), Image.BICUBIC), "JPEG"
     )
-    full = open_image(photo, 10**8)
-    drafted = open_image(photo, 10**8, model.draft_size)
+    full = decode_image(photo, 10**8)
+    drafted = decode_image(photo, 10**8, model.draft_size)
     assert model.draft_size == 448
     assert drafted.size == (1000, 750) and full.size == (4000, 3000)
     full_probs, draft_probs = served_probs(model, full), served_probs(model, drafted)

@@ -74,7 +74,7 @@ def test_access_log_formats_as_json() -> None:
 
     from pythonjsonlogger.json import JsonFormatter
 
-    from app.logs import logging_config
+    from app.ops.logs import logging_config
 
     formatter_config = logging_config("info")["formatters"]["json"]
     formatter = JsonFormatter(
@@ -97,7 +97,7 @@ def test_a_genuine_server_error_is_logged_with_its_traceback(caplog, chelsea_jpe
         raise RuntimeError("the model broke")
 
     with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
-        client.app.state.classifier.model.predict_batch = broken
+        client.app_state["services"].pipeline.model.infer = broken
         with caplog.at_level(logging.INFO):
             response = client.post("/api/predict", files=upload(chelsea_jpeg))
     assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"

@@ -6,8 +6,8 @@ $ref resolves. tests/test_clients.py then generates real clients from it."""
 from starlette.testclient import TestClient
 
 from app.error_codes import ERRORS, RETRY_AFTER
+from app.http.openapi import OPERATIONS
 from app.main import routes
-from app.openapi import OPERATIONS
 
 
 def refs(node: object) -> set[str]:

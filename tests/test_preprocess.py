@@ -13,7 +13,7 @@ from fastai.vision.core import PILImage, PILImageBW
 from fasttransform import Pipeline
 from PIL import Image
 
-from app.preprocess import Preprocessor
+from app.inference.preprocess import Preprocessor
 from compiler.learner import CompileError
 from compiler.pipeline import item_steps
 

@@ -16,14 +16,17 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.testclient import TestClient
 
+from app.http.openapi import document
+from app.inference.model import read_info
+from app.kinds import kind_of
 from app.main import routes
-from app.openapi import document
+from tests.conftest import COMPILED
 
 UPSTREAM_FAILURES = {"url_unreachable", "url_fetch_failed", "url_http_error", "url_timeout"}
 
 
 # The document /openapi.json serves, built from the same route table.
-schema = schemathesis.openapi.from_dict(document(routes, classes=1000))
+schema = schemathesis.openapi.from_dict(document(routes, kind_of(read_info(COMPILED))))
 
 
 def httpx_kwargs(case: schemathesis.Case) -> dict:

@@ -1,10 +1,11 @@
 """Settings come from the environment, and a bad value is named in one line."""
 
 import re
+from dataclasses import fields
 
 import pytest
 
-from app.settings import SettingsError, load_settings
+from app.settings import SETTINGS, VARIABLES, Settings, SettingsError, docs_table, load_settings
 from tests.conftest import MODEL, ROOT
 from tests.helpers import settings_read
 
@@ -100,3 +101,18 @@ def test_compose_defaults_are_the_apps_defaults() -> None:
     assert set(defaults) == settings_read() - set_by_the_service - machine_dependent
     for name, value in defaults.items():
         assert load(**{name: value}) == load(), name
+
+
+def test_the_configuration_page_is_the_table() -> None:
+    """docs/configuration.md's table is made from app/settings.py's SETTINGS, row for row."""
+    assert docs_table() in (ROOT / "docs" / "configuration.md").read_text()
+
+
+def test_the_table_is_the_settings() -> None:
+    assert [row.field for row in SETTINGS] == [f.name for f in fields(Settings)]
+    assert settings_read() == VARIABLES
+
+
+def test_log_format_auto_is_text_in_a_terminal_only() -> None:
+    assert load(LOG_FORMAT="json").json_logs and not load(LOG_FORMAT="text").json_logs
+    assert load().log_format == "auto" and load().json_logs  # pytest's stderr is no terminal

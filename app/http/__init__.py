@@ -1,0 +1,1 @@
+"""The HTTP surfaces: the JSON API, the page, their errors and the OpenAPI document."""

@@ -1,0 +1,199 @@
+"""The OpenAPI document, written for client generators: every operation named and
+tagged, request bodies required, every status an operation can answer listed with
+the error codes it can carry (from app/error_codes.py) and the headers that come
+with it. Operations are matched to the route table, which a test holds both ways.
+"""
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.error_codes import ANY, BATCH, BODY, ERRORS, IMAGE, PREDICT, READY, RETRY_AFTER, URL
+from app.http.openapi_schemas import SCHEMAS, ref
+from app.kinds import KINDS, Kind
+
+EXAMPLE = {
+    "label": "espresso",
+    "probability": 0.944298,
+    "predictions": [
+        {"label": "espresso", "probability": 0.944298},
+        {"label": "cup", "probability": 0.01487},
+    ],
+    "model": "export.pkl",
+    "elapsed_ms": 46.1,
+}
+HEADERS = {
+    "X-Request-ID": {
+        "description": "The request's id: yours, echoed, when you send a sane one (letters, "
+        "digits and ._:-, up to 128), else a new one. Error bodies repeat it.",
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    },
+}
+IMAGE_FORM = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The image file."},
+        "url": {"type": "string", "description": "Or an http(s) address of an image."},
+    },
+}
+BATCH_FORM = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "url": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _json(schema: dict, description: str, example: dict | None = None) -> dict:
+    content = {"schema": schema} | ({"example": example} if example else {})
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": ref_header("X-Request-ID")},
+        "content": {"application/json": content},
+    }
+
+
+def ref_header(name: str) -> dict:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def errors(*scopes: str) -> dict:
+    """Every status the scopes' codes answer with, each listing its codes."""
+    by_status: dict[int, list[str]] = {}
+    for code, entry in ERRORS.items():
+        if set(entry.scopes) & {ANY, *scopes}:
+            for status in entry.statuses:
+                by_status.setdefault(status, []).append(code)
+    responses = {}
+    for status, codes in sorted(by_status.items()):
+        response = _json(ref("Error"), "An error, with one of these codes: " + ", ".join(codes))
+        if RETRY_AFTER & set(codes):
+            response["headers"]["Retry-After"] = ref_header("Retry-After")
+        responses[str(status)] = response
+    return responses
+
+
+def _body(**content: dict) -> dict:
+    kinds = {
+        "multipart": "multipart/form-data",
+        "form": "application/x-www-form-urlencoded",
+        "json": "application/json",
+    }
+    return {"required": True, "content": {kinds[k]: {"schema": v} for k, v in content.items()}}
+
+
+PREDICTION = _json(ref("PredictResponse"), "The answer, as the model's kind gives it.", EXAMPLE)
+# Each kind's query options (top_k), each a parameter of every prediction operation.
+PARAMETERS = {
+    "".join(w.capitalize() for w in p["name"].split("_")): p
+    for kind in KINDS.values()
+    for p in kind.parameters
+}
+OPTIONS = [{"$ref": f"#/components/parameters/{name}"} for name in PARAMETERS]
+OPERATIONS = {
+    ("GET", "/api/predict"): {
+        "operationId": "classifyUrl",
+        "tags": ["predict"],
+        "summary": "Classify the image at a URL",
+        "parameters": [
+            {
+                "name": "url",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "The http(s) address of the image.",
+            },
+            *OPTIONS,
+        ],
+        "responses": {"200": PREDICTION, **errors(URL, IMAGE, PREDICT)},
+    },
+    ("POST", "/api/predict"): {
+        "operationId": "classify",
+        "tags": ["predict"],
+        "summary": "Classify one image",
+        "description": "A multipart upload (field `file`), a form or multipart field `url`, "
+        'JSON `{"url": ...}` or JSON `{"image": "<base64>"}`. A browser form post (Accept '
+        "text/html) gets the answer rendered in the page instead.",
+        "parameters": OPTIONS,
+        "requestBody": _body(multipart=IMAGE_FORM, form=IMAGE_FORM, json=ref("ImageSource")),
+        "responses": {"200": PREDICTION, **errors(BODY, URL, IMAGE, PREDICT)},
+    },
+    ("POST", "/api/predict/batch"): {
+        "operationId": "classifyBatch",
+        "tags": ["predict"],
+        "summary": "Classify several images in one request",
+        "description": "Multipart with several `file` (and/or `url`) fields, or JSON "
+        '`{"items": [...]}`. Results come back in order, each an answer or that item\'s error.',
+        "parameters": OPTIONS,
+        "requestBody": _body(multipart=BATCH_FORM, json=ref("BatchRequest")),
+        "responses": {
+            "200": _json(ref("BatchResponse"), "One result per item, in order."),
+            **errors(BODY, BATCH, URL, IMAGE, PREDICT),
+        },
+    },
+    ("GET", "/api/model"): {
+        "operationId": "getModel",
+        "tags": ["model"],
+        "summary": "Describe the served model",
+        "responses": {
+            "200": _json(ref("ModelInfo"), "Kind, classes, input, precision, origin, parity."),
+            **errors(),
+        },
+    },
+    ("GET", "/healthz"): {
+        "operationId": "getHealth",
+        "tags": ["health"],
+        "summary": "Liveness: answers at once, even while predictions run",
+        "responses": {"200": _json(ref("Status"), "The process is serving."), **errors()},
+    },
+    ("GET", "/readyz"): {
+        "operationId": "getReadiness",
+        "tags": ["health"],
+        "summary": "Readiness: 200 once the model is loaded and warm",
+        "responses": {"200": _json(ref("Status"), "Ready to predict."), **errors(READY)},
+    },
+}
+TAGS = [
+    {"name": "predict", "description": "Classify images."},
+    {"name": "model", "description": "The served model."},
+    {"name": "health", "description": "For load balancers and orchestrators."},
+]
+
+
+def document(routes: list, kind: Kind | None = None) -> dict:
+    """The document for this route table; the served `kind`, when a model is loaded,
+    bounds its options (top_k's maximum is the model's classes)."""
+    paths: dict[str, dict] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.include_in_schema:
+            continue
+        methods = route.methods or {
+            m.upper() for m in ("get", "post") if hasattr(route.endpoint, m)
+        }
+        for method in sorted(methods - {"HEAD"}):
+            operation = OPERATIONS[(method, route.path)]
+            paths.setdefault(route.path, {})[method.lower()] = operation
+    served = {p["name"]: p for p in kind.bound_parameters()} if kind else {}
+    parameters = {name: served.get(p["name"], p) for name, p in PARAMETERS.items()}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Pounce", "version": "1.0.0", "description": "Classify images."},
+        "servers": [{"url": "/", "description": "This server"}],
+        "security": [],
+        "tags": TAGS,
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "headers": HEADERS,
+            "parameters": parameters,
+        },
+    }
+
+
+async def openapi_schema(request: Request) -> JSONResponse:
+    return JSONResponse(document(request.app.routes, request.state.services.pipeline.kind))

@@ -1,0 +1,194 @@
+"""The OpenAPI document's shapes: the bodies the API takes and gives.
+
+The answers are the kinds' (app/kinds/): each kind's answer schema, joined with the
+model and the time taken, is one branch of PredictResponse and of a batch's results.
+app/http/openapi.py puts them in `components` and builds the operations around them.
+"""
+
+from app.error_codes import ERRORS
+from app.kinds import KINDS
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("-"))
+
+
+PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+
+_url_source = {
+    "type": "object",
+    "title": "UrlSource",
+    "required": ["url"],
+    "additionalProperties": False,
+    "properties": {"url": {"type": "string", "description": "An http(s) address of an image."}},
+}
+_base64_source = {
+    "type": "object",
+    "title": "Base64Source",
+    "required": ["image"],
+    "additionalProperties": False,
+    "properties": {
+        "image": {
+            "type": "string",
+            "description": "The image file, base64-encoded (a data: URL prefix is accepted).",
+        }
+    },
+}
+_model_info_properties = {
+    "name": {
+        "type": "string",
+        "description": "MODEL_NAME: the model's name in the Open Inference Protocol (/v2).",
+    },
+    "file": {"type": "string", "description": "The compiled .onnx file served."},
+    "sha256": {"type": "string"},
+    "runtime": {
+        "type": "object",
+        "description": "What runs the compiled graph.",
+        "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+    },
+    "kind": {
+        "type": "string",
+        "enum": list(KINDS),
+        "description": "What the model answers: single-label, its top class; multi-label, "
+        "every label above `threshold`.",
+    },
+    "threshold": {"type": "number", "nullable": True},
+    "precision": {
+        "type": "string",
+        "enum": ["fp32", "int8"],
+        "description": "int8: statically quantized with `compile --int8`.",
+    },
+    "quantization": {
+        "type": "object",
+        "nullable": True,
+        "description": "For int8: how it was calibrated, and its agreement with fp32 on "
+        "held-out images.",
+    },
+    "architecture": {"type": "string"},
+    "class_count": {"type": "integer"},
+    "classes": {"type": "array", "items": {"type": "string"}},
+    "input_size": {
+        "type": "array",
+        "items": {"type": "integer"},
+        "nullable": True,
+        "description": "(width, height), or null: images keep their own size.",
+    },
+    "image_mode": {"type": "string"},
+    "preprocessing": {
+        "type": "object",
+        "description": "The steps run with Pillow and numpy before the graph.",
+    },
+    "graph": {
+        "type": "object",
+        "description": "What the graph does around the network: scaling, normalisation, "
+        "activation.",
+    },
+    "source": {
+        "type": "object",
+        "description": "The fastai export it was compiled from, and the versions that compiled it.",
+    },
+    "parity": {
+        "type": "object",
+        "description": "How closely it matched learn.predict when compiled.",
+    },
+}
+
+SCHEMAS = {
+    "ErrorCode": {
+        "type": "string",
+        "enum": list(ERRORS),
+        "description": "Stable error codes (docs/api.md has the table): "
+        + "; ".join(f"`{code}`: {entry.meaning}" for code, entry in ERRORS.items()),
+    },
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "example": {
+            "error": {
+                "code": "unsupported_media_type",
+                "message": "This is not an image we can read (JPEG, PNG, WebP, GIF, BMP, TIFF "
+                "or HEIC).",
+                "request_id": "4f1c0e6b2a9d4e0f8c7b6a5d4e3f2a1b",
+            }
+        },
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": ref("ErrorCode"),
+                    "message": {"type": "string", "description": "For people; may change."},
+                    "request_id": {"type": "string", "description": "As in X-Request-ID."},
+                },
+            }
+        },
+    },
+    "UrlSource": _url_source,
+    "Base64Source": _base64_source,
+    "ImageSource": {
+        "description": "An image named by URL, or sent as base64.",
+        "oneOf": [ref("UrlSource"), ref("Base64Source")],
+    },
+    "AnswerMeta": {
+        "type": "object",
+        "required": ["model", "elapsed_ms"],
+        "properties": {
+            "model": {"type": "string", "description": "The model's name."},
+            "elapsed_ms": {"type": "number"},
+        },
+    },
+    "PredictResponse": {
+        "description": "The served model's kind of answer (/api/model says which kind), with "
+        "the model and the time taken.",
+        "oneOf": [ref(f"{_pascal(name)}Answer") for name in KINDS],
+    },
+    "BatchRequest": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": ref("ImageSource"), "minItems": 1}},
+    },
+    "BatchResponse": {
+        "type": "object",
+        "required": ["results", "model", "elapsed_ms"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "description": "One per item, in order: an answer, or that item's error.",
+                "items": {
+                    "oneOf": [*(ref(k.answer_schema()) for k in KINDS.values()), ref("Error")]
+                },
+            },
+            "model": {"type": "string"},
+            "elapsed_ms": {"type": "number"},
+        },
+    },
+    "ModelInfo": {
+        "type": "object",
+        "required": [
+            "name",
+            "file",
+            "sha256",
+            "runtime",
+            "kind",
+            "precision",
+            "class_count",
+            "classes",
+            "source",
+            "parity",
+        ],
+        "properties": _model_info_properties,
+    },
+    "Status": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}},
+    },
+}
+
+for _name, _kind in KINDS.items():
+    SCHEMAS |= _kind.schemas
+    SCHEMAS[f"{_pascal(_name)}Answer"] = {"allOf": [ref(_kind.answer_schema()), ref("AnswerMeta")]}

@@ -1,0 +1,77 @@
+"""The HTML pages: the home page, which also shows an answer or an error.
+
+They work with no JavaScript: the forms post to /api/predict, which renders this
+page for a browser (and scrolls to the answer: the forms post to `#output`). With
+JavaScript, static/app.js posts the same forms itself and asks for the answer's
+fragment alone (`X-Pounce-Fragment`), which is the same template the page includes:
+templates/answer.html, and the kind's partial in templates/kinds/. So the page has
+one drawing of each kind's answer, with or without a script. Settings feed the
+title and description, so a fork changes its wording without touching code.
+"""
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.templating import Jinja2Templates
+
+from app.errors import ApiError
+from app.settings import ROOT
+
+templates = Jinja2Templates(directory=ROOT / "templates")
+FRAGMENT = "X-Pounce-Fragment"  # static/app.js asks for the answer's fragment alone
+# What to try next, shown with the error's own message.
+HELP = {
+    "payload_too_large": "Try a smaller photo.",
+    "image_too_large": "Try a smaller photo.",
+    "unsupported_media_type": "Choose a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC photo.",
+    "url_not_allowed": "That address is not on the public internet.",
+    "overloaded": "The server is busy. Try again in a moment.",
+    "queue_timeout": "The server is busy. Try again in a moment.",
+    "request_timeout": "The upload was too slow. Check the connection and try again.",
+    "url_timeout": "That address was too slow to answer. Try another, or upload the photo.",
+}
+
+
+def wants_html(request: Request) -> bool:
+    """True for browsers: their form posts and page loads ask for text/html."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def render_page(
+    request: Request,
+    *,
+    result: dict | None = None,
+    error: ApiError | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The home page, with an answer or an error in place when there is one; only that
+    part when the page's script asks for it."""
+    services = getattr(request.state, "services", None)
+    fragment = request.headers.get(FRAGMENT) is not None and (result or error)
+    return templates.TemplateResponse(
+        request,
+        "answer.html" if fragment else "index.html",
+        {
+            "settings": services.settings if services else None,
+            "model": services.model_info if services else None,
+            "kind": services.pipeline.kind if services else None,
+            "result": result,
+            "error": error,
+            "help": HELP.get(error.code) if error else None,
+        },
+        status_code=status_code,
+    )
+
+
+def render_answer(request: Request, result: dict) -> HTMLResponse:
+    return render_page(request, result=result)
+
+
+async def home(request: Request) -> Response:
+    return render_page(request)
+
+
+async def docs(request: Request) -> Response:
+    """Swagger UI for /openapi.json, served from the swagger-ui-bundle package."""
+    return templates.TemplateResponse(
+        request, "docs.html", {"settings": request.state.services.settings}
+    )

@@ -1,0 +1,1 @@
+"""Inference: decode, preprocess, infer and predict; no web framework (compiler/ imports it)."""

@@ -1,0 +1,1 @@
+"""Receiving a request's images: its body, and the URLs it names."""

@@ -1,0 +1,23 @@
+"""What each kind of model answers: one module a kind, found through KINDS.
+
+A new kind is a module here (a `Kind`: app/kinds/base.py), a line in KINDS, its
+template partial (templates/kinds/<name>.html) and its tests; the API, the page, the
+CLI, the Open Inference Protocol, the OpenAPI document and compiling's checks all ask
+the kind, and none of them branches on which kind it is.
+"""
+
+from collections.abc import Mapping
+
+from app.kinds.base import Kind, Tensor
+from app.kinds.multi_label import MultiLabel
+from app.kinds.single_label import SingleLabel
+
+KINDS: dict[str, type[Kind]] = {kind.name: kind for kind in (SingleLabel, MultiLabel)}
+
+__all__ = ["KINDS", "Kind", "Tensor", "kind_of"]
+
+
+def kind_of(info: dict, defaults: Mapping[str, int] | None = None) -> Kind:
+    """The kind a compiled file's description records; `defaults` (the server's TOP_K)
+    are needed to answer, not to decide (compiling's checks)."""
+    return KINDS[info["kind"]](info, defaults or {})

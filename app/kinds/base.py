@@ -1,0 +1,79 @@
+"""What every kind of model says about itself: the interface app/kinds/ modules fill in.
+
+A compiled file records its kind (`info["kind"]`); the kind's module is the one place
+that knows what the graph's output means: what `learn.predict` would decode from it
+(`decide`, which compiling's parity check and INT8's agreement check compare), the
+answer the API, the batch endpoint, the page and the CLI give (`answer`, rendered on
+the page by templates/kinds/<name>.html), the query options it takes, its Open
+Inference Protocol outputs, what /api/model says of it, and the OpenAPI schema of its
+answer. No web framework is imported here: compiler/ uses kinds too.
+"""
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One Open Inference Protocol output: numbers as an array, BYTES as a list of str."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: np.ndarray | list[str]
+
+
+class Kind:
+    """One kind of model, made from a compiled file's description (`info`)."""
+
+    name: ClassVar[str]
+    # The answer's OpenAPI schema, by name, and the query parameters the kind takes.
+    schemas: ClassVar[dict[str, dict]]
+    parameters: ClassVar[list[dict]] = []
+
+    def __init__(self, info: dict, defaults: Mapping[str, int]) -> None:
+        """`defaults`: the server's defaults for the kind's options (TOP_K)."""
+        self.info = info
+        self.defaults = defaults
+
+    @property
+    def template(self) -> str:
+        """The page's partial for this kind's answer."""
+        return f"kinds/{self.name}.html"
+
+    @classmethod
+    def answer_schema(cls) -> str:
+        """The name of the answer's schema: the first of `schemas`."""
+        return next(iter(cls.schemas))
+
+    def bound_parameters(self) -> list[dict]:
+        """`parameters`, bounded by this model (the OpenAPI document of a server)."""
+        return self.parameters
+
+    def options(self, query: Mapping[str, str]) -> dict:
+        """The request's options for `answer` (a query string, or the CLI's flags)."""
+        return {}
+
+    def decide(self, output: np.ndarray) -> Hashable:
+        """What `learn.predict` would decode from one image's output."""
+        raise NotImplementedError
+
+    def answer(self, output: np.ndarray, options: dict) -> dict:
+        """One image's answer, as the API, the batch endpoint and the CLI give it."""
+        raise NotImplementedError
+
+    def outputs(self) -> list[dict]:
+        """The Open Inference Protocol outputs: name, datatype and shape of each."""
+        raise NotImplementedError
+
+    def tensor(self, name: str, rows: list[np.ndarray], parameters: dict) -> Tensor:
+        """One Open Inference Protocol output for a batch's outputs; ValueError with a
+        message for the client when `parameters` can't be met."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What /api/model says of the kind."""
+        return {"kind": self.name}

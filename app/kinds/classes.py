@@ -1,0 +1,86 @@
+"""What the two classifier kinds share: labels, the top_k option, ranking, and their
+Open Inference Protocol outputs (`probabilities`, and the top k `labels`)."""
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+
+from app.errors import ApiError
+from app.kinds.base import Kind, Tensor
+
+PROBABILITIES, LABELS = "probabilities", "labels"
+PREDICTION = {
+    "type": "object",
+    "required": ["label", "probability"],
+    "properties": {
+        "label": {"type": "string"},
+        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+TOP_K = {
+    "name": "top_k",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1},  # the maximum is the model's classes
+    "description": "A classifier's: how many classes to list, from 1 to the model's number "
+    "of classes. When left out: the server's TOP_K (5 unless configured) for a single-label "
+    "model, every label for a multi-label one.",
+}
+
+
+class Classifier(Kind):
+    """A model whose output is one probability per label."""
+
+    parameters: ClassVar[list[dict]] = [TOP_K]
+
+    def __init__(self, info: dict, defaults: Mapping[str, int]) -> None:
+        super().__init__(info, defaults)
+        self.labels: list[str] = info["labels"]
+
+    def default_top_k(self) -> int:
+        """How many classes an answer lists when the request doesn't say."""
+        return min(self.defaults["top_k"], len(self.labels))
+
+    def bound_parameters(self) -> list[dict]:
+        return [{**TOP_K, "schema": {**TOP_K["schema"], "maximum": len(self.labels)}}]
+
+    def options(self, query: Mapping[str, str]) -> dict:
+        raw = query.get("top_k")
+        if raw is None:
+            return {"top_k": self.default_top_k()}
+        classes = len(self.labels)
+        if not raw.isdigit() or not 1 <= int(raw) <= classes:
+            raise ApiError(
+                "invalid_top_k", f"top_k must be an integer from 1 to {classes}, not {raw[:20]!r}."
+            )
+        return {"top_k": int(raw)}
+
+    def ranked(self, probs: np.ndarray, k: int) -> list[dict]:
+        """The k most probable labels, most probable first."""
+        order = np.argsort(-probs, kind="stable")[: min(k, len(self.labels))]
+        return [{"label": self.labels[i], "probability": round(float(probs[i]), 6)} for i in order]
+
+    def outputs(self) -> list[dict]:
+        return [
+            {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(self.labels)]},
+            {"name": LABELS, "datatype": "BYTES", "shape": [-1, -1]},
+        ]
+
+    def tensor(self, name: str, rows: list[np.ndarray], parameters: dict) -> Tensor:
+        if name == PROBABILITIES:
+            array = np.stack(rows).astype("<f4")
+            return Tensor(name, "FP32", list(array.shape), array)
+        k = parameters.get("classification", self.default_top_k())
+        if not isinstance(k, int) or not 1 <= k <= len(self.labels):
+            raise ValueError(f"classification must be an integer from 1 to {len(self.labels)}.")
+        labels = [[p["label"] for p in self.ranked(row, k)] for row in rows]
+        return Tensor(name, "BYTES", [len(rows), k], [label for row in labels for label in row])
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "threshold": self.info.get("threshold"),
+            "class_count": len(self.labels),
+            "classes": self.labels,
+        }

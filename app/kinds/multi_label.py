@@ -1,0 +1,60 @@
+"""A multi-label classifier (`MultiCategoryBlock`, `BCEWithLogitsLossFlat`): every label
+whose probability (a sigmoid) is above the learner's threshold, as fastai decodes."""
+
+from typing import ClassVar
+
+import numpy as np
+
+from app.kinds.classes import PREDICTION, Classifier
+
+
+class MultiLabel(Classifier):
+    name = "multi-label"
+    schemas: ClassVar[dict[str, dict]] = {
+        "MultiLabelResult": {
+            "type": "object",
+            "description": "A multi-label model's answer: every label's own probability "
+            "(sigmoid), and the labels whose probability is above the learner's threshold.",
+            "required": ["kind", "labels", "threshold", "predictions"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["multi-label"]},
+                "labels": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The labels past the threshold, most probable first; may "
+                    "be empty.",
+                },
+                "threshold": PREDICTION["properties"]["probability"],
+                "predictions": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Prediction"},
+                    "description": "Every label (or top_k of them), most probable first.",
+                },
+            },
+        },
+        "Prediction": PREDICTION,
+    }
+
+    @property
+    def threshold(self) -> float:
+        return self.info["threshold"]
+
+    def default_top_k(self) -> int:
+        """Every label: each is a question of its own."""
+        return len(self.labels)
+
+    def passing(self, output: np.ndarray) -> list[int]:
+        """The labels past the threshold (strictly, as fastai compares), most probable first."""
+        indices = np.flatnonzero(output > self.threshold)
+        return [int(i) for i in indices[np.argsort(-output[indices], kind="stable")]]
+
+    def decide(self, output: np.ndarray) -> frozenset[int]:
+        return frozenset(self.passing(output))
+
+    def answer(self, output: np.ndarray, options: dict) -> dict:
+        return {
+            "kind": self.name,
+            "labels": [self.labels[i] for i in self.passing(output)],
+            "threshold": self.threshold,
+            "predictions": self.ranked(output, options["top_k"]),
+        }

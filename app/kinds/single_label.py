@@ -1,0 +1,34 @@
+"""A single-label classifier (`CategoryBlock`): the top class is the answer."""
+
+from typing import ClassVar
+
+import numpy as np
+
+from app.kinds.classes import PREDICTION, Classifier
+
+
+class SingleLabel(Classifier):
+    name = "single-label"
+    schemas: ClassVar[dict[str, dict]] = {
+        "Result": {
+            "type": "object",
+            "description": "A single-label model's answer: its top class, then the top_k classes.",
+            "required": ["label", "probability", "predictions"],
+            "properties": {
+                "label": {"type": "string"},
+                "probability": PREDICTION["properties"]["probability"],
+                "predictions": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Prediction"},
+                },
+            },
+        },
+        "Prediction": PREDICTION,
+    }
+
+    def decide(self, output: np.ndarray) -> frozenset[int]:
+        return frozenset({int(output.argmax())})
+
+    def answer(self, output: np.ndarray, options: dict) -> dict:
+        predictions = self.ranked(output, options["top_k"])
+        return {**predictions[0], "predictions": predictions}

@@ -1,0 +1,1 @@
+"""What keeps one client from taking the service down: headers, bodies, memory, slots."""

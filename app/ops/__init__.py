@@ -1,0 +1,1 @@
+"""What operators see: request context, metrics, logs; and giving memory back."""

@@ -1,0 +1,74 @@
+"""The one path from an image source to an answer, shared by the API, the Open Inference
+Protocol and the CLI.
+
+Its steps, each with one name in the code, the docs and the metrics:
+
+- **fetch**: a URL's bytes, under the URL rules (app/intake/fetch.py); I/O, holding no
+  prediction slot. (An upload, base64 or a file the CLI read are bytes already.)
+- **predict**: decode the image, preprocess it and infer, micro-batched off the event
+  loop (app/inference/predictor.py): the graph's output. The API runs this inside an
+  admission slot.
+- **answer**: the model's kind turns that output into the answer (app/kinds/), with the
+  request's options (`top_k`), which the kind reads and checks once for every surface.
+"""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from app.inference.model import Model
+from app.inference.predictor import Observer, Predictor
+from app.intake.fetch import Fetcher
+from app.kinds import Kind, kind_of
+from app.limits.budget import Reservation
+from app.settings import Settings
+
+
+class Pipeline:
+    """The model's predictor, its kind and the URL fetcher, started and stopped together."""
+
+    def __init__(self, predictor: Predictor, fetcher: Fetcher, kind: Kind) -> None:
+        self.predictor = predictor
+        self.fetcher = fetcher
+        self.kind = kind
+        self.model = predictor.model
+
+    @classmethod
+    def from_settings(
+        cls, model: Model, settings: Settings, observe: Observer | None = None
+    ) -> "Pipeline":
+        return cls(
+            Predictor.from_settings(model, settings, observe),
+            Fetcher.from_settings(settings),
+            kind_of(model.info, {"top_k": settings.top_k}),
+        )
+
+    async def start(self) -> None:
+        await self.predictor.start()
+        await self.fetcher.start()
+
+    async def close(self) -> None:
+        await self.fetcher.close()
+        await self.predictor.stop()
+
+    def options(self, query: Mapping[str, str]) -> dict:
+        """The request's options (a query string, or the CLI's flags), checked by the kind."""
+        return self.kind.options(query)
+
+    async def fetch(self, source: str | bytes, reservation: Reservation | None = None) -> bytes:
+        """The image itself: fetched when it is a URL, counted against `reservation`."""
+        if isinstance(source, bytes):
+            return source
+        return await self.fetcher.fetch(source, reservation)
+
+    async def predict(self, data: bytes) -> np.ndarray:
+        """Decode, preprocess and infer one image: the graph's output."""
+        return await self.predictor.predict(data)
+
+    async def answer(self, data: bytes, options: dict) -> dict:
+        """Predict, and the kind's answer: what the API and the CLI give."""
+        return self.kind.answer(await self.predict(data), options)
+
+    def describe(self) -> dict:
+        """What /api/model says: the compiled file, and the kind's own."""
+        return {**self.model.metadata(), **self.kind.describe()}

@@ -1,0 +1,1 @@
+"""Standard inference protocols, each owning its routes and its error shape."""
