@@ -121,4 +121,4 @@ def build(out: Path, only: list[str]) -> None:
         print(name, flush=True)
 
 
-build(Path(sys.argv[1]), sys.argv[2:])
+build(Path(sys.argv[1]).resolve(), sys.argv[2:])
