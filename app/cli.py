@@ -85,7 +85,7 @@ def serve(args: argparse.Namespace) -> None:
         access_log=False,  # RequestContext writes the access log, as JSON
         reload=args.reload,
         timeout_graceful_shutdown=settings.graceful_timeout_s,
-        # Connection-level limits (README, "Slow and vanishing clients"): past
+        # Connection-level limits (docs/architecture.md, "Slow and vanishing clients"): past
         # MAX_CONNECTIONS, new connections get uvicorn's 503 at once.
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_s,

@@ -261,5 +261,5 @@ def export_graph(learn: Learner, translation: Translation) -> bytes:
             f"the network does not export to ONNX: {first_line}.{where} Give it an ONNX "
             "form in the module that defines it (standard torch operations, or a "
             "torch.autograd.Function with a symbolic() method) and compile again; "
-            "see the README, 'A model that won't compile'"
+            "see docs/models.md, 'A model that won't compile'"
         ) from None

@@ -204,7 +204,7 @@ def train_colours(root: Path) -> Path:
 
 
 # A module of the user's, defining a layer built on torch.logaddexp, which the ONNX
-# exporter has no form for. The second half is the README's fix: an ONNX form for the
+# exporter has no form for. The second half is docs/models.md's fix: an ONNX form for the
 # operation, registered when the module is imported (unpickling the learner imports it).
 CUSTOM_LAYER_MODULE = """
 import torch

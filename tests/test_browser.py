@@ -199,3 +199,54 @@ def test_screenshots_desktop_and_phone(browser, live: Live) -> None:
         assert width <= viewport[0], f"{name}: the page scrolls sideways ({width}px)"
         page.screenshot(path=str(ARTIFACTS / f"home-{name}.png"), full_page=True)
         context.close()
+
+
+# axe-core's rules for WCAG 2 A and AA, and its best practices.
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "best-practice"]}}
+
+
+def violations(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page, options=WCAG).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}" for v in found]
+
+
+def test_no_accessibility_violations_on_the_page_or_its_answers(browser, page, live: Live) -> None:
+    """axe-core finds nothing on the home page, on an answer drawn by the script, and on
+    the page the server renders for a form post without JavaScript."""
+    assert violations(page) == []
+    page.set_input_files("#file", str(CAT))
+    top_label(page)
+    assert violations(page) == []
+    # axe needs JavaScript: the page's own script is kept out, and the form posted natively.
+    context = browser.new_context()
+    plain = context.new_page()
+    plain.route("**/static/app.js", lambda route: route.abort())
+    plain.goto(f"http://127.0.0.1:{live.port}/")
+    plain.set_input_files("#file", str(CAT))
+    plain.evaluate("document.getElementById('upload-form').submit()")
+    plain.wait_for_selector(".top-label")
+    assert plain.url.endswith("/api/predict") and violations(plain) == []
+    context.close()
+
+
+IN_VIEW = """() => {
+    const box = document.getElementById("result").getBoundingClientRect();
+    return box.top >= 0 && box.top < window.innerHeight;
+}"""
+
+
+@pytest.mark.parametrize("script", [True, False], ids=["javascript", "no-javascript"])
+def test_on_a_phone_the_answer_comes_into_view(browser, live: Live, script: bool) -> None:
+    context = browser.new_context(
+        viewport={"width": 360, "height": 740}, java_script_enabled=script
+    )
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{live.port}/")
+    page.set_input_files("#file", str(CAT))
+    if not script:
+        page.click("#upload-form button[type=submit]")
+    page.wait_for_selector("#result .top-label", timeout=20_000)
+    page.wait_for_function(IN_VIEW, timeout=5_000)
+    context.close()

@@ -96,3 +96,13 @@ def test_folder_walks_take_every_format_the_server_decodes(tmp_path: Path) -> No
     (tmp_path / "notes.txt").write_text("not an image")
     walked = {Path(p).suffix for p in expand([str(tmp_path)])}
     assert walked == SUFFIXES and {".heic", ".webp", ".tiff"} <= walked
+
+
+def test_a_bad_model_is_one_line_not_a_traceback(tmp_path: Path, chelsea_jpeg: bytes) -> None:
+    """As serve and compile say it: one line naming the file and what is wrong."""
+    (tmp_path / "cat.jpg").write_bytes(chelsea_jpeg)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file at all")
+    run = run_cli("predict", str(tmp_path / "cat.jpg"), MODEL_PATH=str(broken))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [f"error: {broken} is not an ONNX model"]

@@ -214,7 +214,7 @@ def compile_cli(source: Path, out: Path, pythonpath: Path) -> subprocess.Complet
 
 
 def test_a_layer_that_will_not_export_is_named_then_fixed(tmp_path: Path) -> None:
-    """The README's path: the error names the layer and the operation; an ONNX form
+    """docs/models.md's path: the error names the layer and the operation; an ONNX form
     registered in the module that defines the layer makes it compile, with parity."""
     sys.path.insert(0, str(tmp_path))
     try:

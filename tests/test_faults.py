@@ -3,9 +3,10 @@
 Everything is on 127.0.0.1, bounded in connections and seconds, and stops by
 itself. The tests share one server and run in order: its RSS and readiness are
 checked at the end, after all of them. Each test records what it measured in
-test-artifacts/faults.json; the README's reliability section quotes a run.
+test-artifacts/faults.json; docs/architecture.md's reliability section quotes a run.
 """
 
+import base64
 import json
 import re
 import socket
@@ -193,12 +194,14 @@ def test_slow_url(server: Live, chelsea_jpeg: bytes) -> None:
     )
 
 
-def full_upload_then_leave(port: int, body: bytes, headers: dict) -> None:
+def full_upload_then_leave(
+    port: int, body: bytes, headers: dict, path: str = "/api/predict"
+) -> None:
     """Send a whole prediction request, then hang up before the answer."""
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(
-        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
         f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
@@ -244,6 +247,29 @@ def test_disconnects(server: Live, idle: dict, chelsea) -> None:
         open_fds_before=idle["fds"],
         open_fds_after=open_fds(server),
     )
+
+
+def test_open_inference_clients_that_hang_up_give_back_their_slot(server: Live, chelsea) -> None:
+    """As for the API: an Open Inference Protocol request whose client hangs up while it
+    waits for a slot or runs is cancelled, counted as 499, and holds nothing after."""
+    photo = base64.b64encode(encode(chelsea.resize((2000, 1400)), "JPEG", quality=90)).decode()
+    inputs = [{"name": "images", "datatype": "BYTES", "shape": [4], "data": [photo] * 4}]
+    body = json.dumps({"inputs": inputs}).encode()
+    path = "/v2/models/export/infer"
+    route = 'route="/v2/models/{name}/infer",status="499"'
+    before = metrics(server).count(route)
+    with ThreadPoolExecutor(10) as pool:
+        sent = {"Content-Type": "application/json"}
+        list(pool.map(lambda _: full_upload_then_leave(server.port, body, sent, path), range(20)))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = metrics(server)
+        gone = re.search(re.escape(route) + r"\} (\S+)", text)
+        if "pounce_predictions_queued 0.0" in text and "pounce_predictions_in_flight 0.0" in text:
+            break
+        time.sleep(0.1)
+    assert "pounce_predictions_queued 0.0" in text and "pounce_predictions_in_flight 0.0" in text
+    assert before == 0 and gone is not None and float(gone.group(1)) >= 10
 
 
 def test_recovery(server: Live, idle: dict, chelsea_jpeg: bytes) -> None:

@@ -1,4 +1,4 @@
-"""The Open Inference Protocol (app/open_inference.py), driven by the client most users
+"""The Open Inference Protocol (app/protocols/open_inference.py), driven by the client most users
 have, tritonclient[http], against a real server process: both of its modes (binary
 tensor data, and JSON with base64), answers equal to /api/predict's, batches, bad
 images, unknown models; and the docs' tritonclient script, run unchanged."""
@@ -133,3 +133,27 @@ def test_the_docs_script_runs_unchanged(live: Live) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "b'Egyptian cat'" in run.stdout and "(2, 1000)" in run.stdout
+
+
+def test_a_fault_of_ours_keeps_the_protocols_shape(chelsea_jpeg: bytes) -> None:
+    """A 500 on /v2 is the protocol's `{"error": ...}`, with the request id, no traceback."""
+
+    def broken(inputs: list) -> None:
+        raise RuntimeError("the model broke")
+
+    body = {
+        "inputs": [
+            {
+                "name": "images",
+                "datatype": "BYTES",
+                "shape": [1],
+                "data": [base64.b64encode(chelsea_jpeg).decode()],
+            }
+        ]
+    }
+    with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
+        client.app_state["services"].pipeline.model.infer = broken
+        response = client.post("/v2/models/export/infer", json=body)
+    assert response.status_code == 500
+    assert response.json() == {"error": "Something went wrong on our side."}
+    assert len(response.headers["X-Request-ID"]) == 32

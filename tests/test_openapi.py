@@ -1,12 +1,14 @@
-"""The OpenAPI document as a contract for client generators (app/openapi.py): every
+"""The OpenAPI document as a contract for client generators (app/http/openapi.py): every
 operation named, tagged and matched to the route table; bodies required; each
 status an operation can answer listed, with its error codes and headers; every
 $ref resolves. tests/test_clients.py then generates real clients from it."""
 
+import jsonschema
+import pytest
 from starlette.testclient import TestClient
 
 from app.error_codes import ERRORS, RETRY_AFTER
-from app.http.openapi import OPERATIONS
+from app.http.openapi import BATCH_FORM, OPERATIONS, document
 from app.main import routes
 
 
@@ -82,3 +84,25 @@ def test_every_status_lists_its_codes_and_headers(client: TestClient) -> None:
     ) == {"not_ready"}
     assert "503" not in schema["paths"]["/healthz"]["get"]["responses"]
     assert resolve(schema, post["200"])["content"]["application/json"]["example"]["label"]
+
+
+def test_a_prediction_by_url_can_be_overloaded_too() -> None:
+    """The queue's 503 `overloaded` reaches GET predictions as well as bodies' budget."""
+    codes = document(routes)["paths"]["/api/predict"]["get"]["responses"]["503"]["description"]
+    assert "overloaded" in codes and "queue_timeout" in codes
+
+
+@pytest.mark.parametrize(
+    ("schema", "body"),
+    [
+        ({"$ref": "#/components/schemas/Base64Source"}, {"image": ""}),
+        (BATCH_FORM, {}),
+        (BATCH_FORM, {"file": []}),
+    ],
+)
+def test_what_the_api_refuses_the_document_does_not_allow(schema: dict, body: dict) -> None:
+    """Bodies the API answers 400 for (an empty base64 image, a batch naming no image)
+    are not valid by the document either, so a generated request never is one."""
+    components = document(routes)["components"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, {**schema, "components": components})

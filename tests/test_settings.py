@@ -116,3 +116,15 @@ def test_the_table_is_the_settings() -> None:
 def test_log_format_auto_is_text_in_a_terminal_only() -> None:
     assert load(LOG_FORMAT="json").json_logs and not load(LOG_FORMAT="text").json_logs
     assert load().log_format == "auto" and load().json_logs  # pytest's stderr is no terminal
+
+
+def test_the_benchmark_starts_servers_from_the_apps_defaults(monkeypatch) -> None:
+    """bench/ cleans every setting out of the environment it starts servers with, the
+    ones whose variable is not their field's name too."""
+    from bench.servers import clean_env
+
+    for variable in ("QUEUE_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "EXAMPLE_IMAGES", "PORT"):
+        monkeypatch.setenv(variable, "1")
+    monkeypatch.setenv("PATH_OF_MINE", "kept")
+    cleaned = clean_env()
+    assert not VARIABLES & set(cleaned) and cleaned["PATH_OF_MINE"] == "kept"

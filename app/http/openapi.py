@@ -42,9 +42,11 @@ IMAGE_FORM = {
 }
 BATCH_FORM = {
     "type": "object",
+    "description": "At least one `file` or `url` field.",
+    "minProperties": 1,
     "properties": {
-        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
-        "url": {"type": "array", "items": {"type": "string"}},
+        "file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
+        "url": {"type": "array", "minItems": 1, "items": {"type": "string"}},
     },
 }
 

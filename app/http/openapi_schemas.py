@@ -34,6 +34,7 @@ _base64_source = {
     "properties": {
         "image": {
             "type": "string",
+            "minLength": 1,
             "description": "The image file, base64-encoded (a data: URL prefix is accepted).",
         }
     },
