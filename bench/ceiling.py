@@ -1,4 +1,4 @@
-"""The ONNX in-process ceiling: app.model.Model in this process, no HTTP.
+"""The ONNX in-process ceiling: app.inference.model.Model in this process, no HTTP.
 
 What a server running this model on this machine could reach at best. A setting is
 (parallel streams, ONNX Runtime intra-op threads, batch size); streams share one

@@ -4,7 +4,7 @@ The fastai learner is unpickled in the serving process; its validation item
 pipeline (Resize, ToTensor) and batch pipeline (IntToFloatTensor, Normalize),
 pinned to split_idx=1 as `learn.predict`'s DataLoader pins them, run directly;
 the network runs as a frozen TorchScript trace in channels-last layout. It
-implements app.model.Model's interface, so bench/torchscript_server.py serves
+implements app.inference.model.Model's interface, so bench/torchscript_server.py serves
 it through the app's own HTTP stack and only the model differs. Tensors stay
 tensors (the old code's own types): Predictor only queues what `preprocess`
 returns (`infer`), and the served kind (app/kinds/) answers from its rows.

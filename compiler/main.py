@@ -1,7 +1,7 @@
 """Compiling one export: read, translate, export, prove, write.
 
 Run as `python -m compiler` (compiler/__main__.py), usually through
-`python -m app compile` or by the server itself (app/compiling.py), each time in
+`python -m app compile` or by the server itself (app/inference/loading.py), each time in
 a process of its own and in the export's own fastai line.
 """
 

@@ -1,6 +1,6 @@
 """Proving a compiled model matches `learn.predict`, on a fixed set of images.
 
-Both sides get the same decoded image: the server's own intake (app/images.py:
+Both sides get the same decoded image: the server's own intake (app/inference/images.py:
 allow-listed decoders, JPEG draft decoding, EXIF orientation, any mode to
 8-bit RGB) converted to the learner's image mode. From there, one side runs
 the server's preprocessing and the compiled graph in ONNX Runtime, the other

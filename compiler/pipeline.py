@@ -1,6 +1,6 @@
 """Translating a learner's validation pipeline, exactly, or refusing.
 
-Item transforms become steps that app/preprocess.py runs with Pillow and
+Item transforms become steps that app/inference/preprocess.py runs with Pillow and
 numpy; batch transforms become operations in the graph (compiler/export.py).
 Each fastai transform is matched by its exact class: a subclass may behave
 differently, so it is refused like any other step this module doesn't know.
@@ -89,7 +89,7 @@ def _always(step: object) -> None:
 
 
 def item_steps(step: object) -> list[dict]:
-    """One item transform as preprocessing steps (app/preprocess.py), or CompileError."""
+    """One item transform as preprocessing steps (app/inference/preprocess.py), or CompileError."""
     kind = type(step)
     if kind is Resize:
         _always(step)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real default model behind the real HTTP stack.
+"""Shared fixtures: the real default model behind the real HTTP stack. (What the tests
+share that is not a fixture, constants and helpers, is tests/helpers.py's.)
 
 Every test runs under a network guard: a socket may only connect to loopback,
 and only `localhost` or IP literals may be resolved, so no test can send a
@@ -6,16 +7,11 @@ packet off this machine. Tests that prove a URL is refused use the record the
 guard keeps to show no connection was even attempted.
 """
 
-import io
 import ipaddress
 import os
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import skimage.data
@@ -23,17 +19,10 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings, load_settings
 from compiler.torchvision_compat import ensure_torchvision
+from tests.helpers import ImageServer, encode, make_settings
 
 ensure_torchvision()  # before any test module imports fastai (see compiler/torchvision_compat.py)
-
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "export.pkl"  # what MODEL_PATH names by default
-COMPILED = ROOT / "export.onnx"  # what serves it: compiled from it, shipped beside it
-
-# ImageNet-1k's five domestic cat classes.
-CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
 
 # --- network guard -------------------------------------------------------------------
@@ -86,12 +75,6 @@ def network_guard() -> Iterator[None]:
 # --- photos --------------------------------------------------------------------------
 
 
-def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def chelsea() -> Image.Image:
     return Image.fromarray(skimage.data.chelsea())
@@ -124,12 +107,6 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
-def make_settings(**env: str) -> Settings:
-    return load_settings(
-        {"MODEL_PATH": str(MODEL), "MODEL_CACHE_DIR": os.environ["MODEL_CACHE_DIR"], **env}
-    )
-
-
 @pytest.fixture(scope="session")
 def colours_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The multi-label fixture learner (tests/learners.py), trained once a session."""
@@ -156,79 +133,6 @@ def client() -> Iterator[TestClient]:
 
 
 # --- a local image server ------------------------------------------------------------
-
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that hangs up mid-body (the byte-cap tests do) is expected
-
-
-class ImageServer:
-    """Serves photos and misbehaving responses on 127.0.0.1 for the URL tests."""
-
-    def __init__(self, files: dict[str, tuple[str, bytes]]) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                owner.requests.append(self.path)
-                url = urlparse(self.path)
-                query = parse_qs(url.query)
-                if url.path in files:
-                    kind, body = files[url.path]
-                    self.send_response(200)
-                    self.send_header("Content-Type", kind)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                elif url.path == "/redirect":
-                    self.send_response(302)
-                    self.send_header("Location", query["to"][0])
-                    self.end_headers()
-                elif url.path.startswith("/chain/"):
-                    hops = int(url.path.rsplit("/", 1)[1])
-                    self.send_response(302)
-                    self.send_header("Location", f"/chain/{hops - 1}" if hops > 1 else "/cat.jpg")
-                    self.end_headers()
-                elif url.path == "/stream":  # no Content-Length: ends when the socket closes
-                    size = int(query["bytes"][0])
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.end_headers()
-                    chunk = b"\xff" * 65536
-                    for _ in range(size // len(chunk)):
-                        self.wfile.write(chunk)
-                    self.close_connection = True
-                elif url.path == "/slow":
-                    time.sleep(float(query["seconds"][0]))
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.end_headers()
-                elif url.path == "/status":
-                    code = int(query["code"][0])
-                    self.send_response(code)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                else:
-                    self.send_error(404)
-
-        self.requests: list[str] = []
-        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,26 @@
-"""Shared helpers for tests that call the app: request parts and the error contract."""
+"""What the tests share that is not a fixture: the repo's files, photos, settings, request
+parts, the error contract, and a local image server. One place for each (conftest.py
+holds only fixtures and the network guard)."""
+
+import io
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from PIL import Image
 
 from app.error_codes import ERRORS
-from app.settings import load_settings
+from app.settings import EXAMPLES_DIR, ROOT, Settings, load_settings
+
+MODEL = ROOT / "export.pkl"  # what MODEL_PATH names by default
+COMPILED = ROOT / "export.onnx"  # what serves it: compiled from it, shipped beside it
+EXAMPLES = EXAMPLES_DIR
+CAT = EXAMPLES / "cat.jpg"
+ARTIFACTS = ROOT / "test-artifacts"
+# ImageNet-1k's five domestic cat classes.
+CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
@@ -38,8 +57,91 @@ class Recording(dict):
 
 def settings_read() -> set[str]:
     """The environment variables the app reads: its settings."""
-    from tests.conftest import MODEL
-
     environ = Recording({"MODEL_PATH": str(MODEL)})
     load_settings(environ)
     return environ.read
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def make_settings(**env: str) -> Settings:
+    return load_settings(
+        {"MODEL_PATH": str(MODEL), "MODEL_CACHE_DIR": os.environ["MODEL_CACHE_DIR"], **env}
+    )
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up mid-body (the byte-cap tests do) is expected
+
+
+class ImageServer:
+    """Serves photos and misbehaving responses on 127.0.0.1 for the URL tests."""
+
+    def __init__(self, files: dict[str, tuple[str, bytes]]) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner.requests.append(self.path)
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                if url.path in files:
+                    kind, body = files[url.path]
+                    self.send_response(200)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif url.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", query["to"][0])
+                    self.end_headers()
+                elif url.path.startswith("/chain/"):
+                    hops = int(url.path.rsplit("/", 1)[1])
+                    self.send_response(302)
+                    self.send_header("Location", f"/chain/{hops - 1}" if hops > 1 else "/cat.jpg")
+                    self.end_headers()
+                elif url.path == "/stream":  # no Content-Length: ends when the socket closes
+                    size = int(query["bytes"][0])
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.end_headers()
+                    chunk = b"\xff" * 65536
+                    for _ in range(size // len(chunk)):
+                        self.wfile.write(chunk)
+                    self.close_connection = True
+                elif url.path == "/slow":
+                    time.sleep(float(query["seconds"][0]))
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.end_headers()
+                elif url.path == "/status":
+                    code = int(query["code"][0])
+                    self.send_response(code)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
+                    self.send_error(404)
+
+        self.requests: list[str] = []
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from compiler.learner import read_learner
-from tests.conftest import MODEL
+from tests.helpers import MODEL
 
 # The default model's normalisation (scripts/build_default_model.py).
 MEAN, STD = [127 / 255] * 3, [128 / 255] * 3
@@ -150,7 +150,7 @@ def colour_names(rng: np.random.Generator) -> list[str]:
 
 def colour_pictures(count: int, seed: int = 1) -> list[tuple[list[str], bytes]]:
     """Fresh PNG pictures (not the training set), each with the colours it carries."""
-    from tests.conftest import encode
+    from tests.helpers import encode
 
     rng = np.random.default_rng(seed)
     made = []

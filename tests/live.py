@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import MODEL, ROOT
+from tests.helpers import MODEL, ROOT
 
 # uvloop's timers count from the loop's time, cached at the start of each iteration, so a
 # server's 1 s timeout can end a few milliseconds short of 1 s of the client's clock.

@@ -9,8 +9,7 @@ import base64
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import CAT_CLASSES
-from tests.helpers import HTML, assert_error, upload
+from tests.helpers import CAT_CLASSES, HTML, assert_error, upload
 
 # --- predictions -----------------------------------------------------------------------
 
@@ -238,7 +237,7 @@ def test_cors_is_off_by_default(client: TestClient) -> None:
 
 def test_cors_allows_configured_origins() -> None:
     from app.main import create_app
-    from tests.conftest import make_settings
+    from tests.helpers import make_settings
 
     settings = make_settings(CORS_ORIGINS="https://frontend.example")
     with TestClient(create_app(settings)) as cors_client:

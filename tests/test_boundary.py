@@ -8,7 +8,6 @@ the shipped compiled file or compiled an export itself (in a child process).
 """
 
 import ast
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAT_CLASSES, MODEL, ROOT
+from app.inference.metadata import sha256_of
+from tests.helpers import CAT_CLASSES, MODEL, ROOT
 from tests.live import multipart, request, serve
 
 TRAINING_STACK = {"torch", "torchvision", "fastai", "fasttransform", "fastcore"}
@@ -117,7 +117,7 @@ def test_an_export_is_compiled_in_a_child_and_cached(tmp_path: Path, chelsea_jpe
     assert not loaded & TRAINING_STACK
     assert "parity with learn.predict" in log
     compiled = list(cache.glob("*.onnx"))
-    assert [path.stem for path in compiled] == [hashlib.sha256(source.read_bytes()).hexdigest()]
+    assert [path.stem for path in compiled] == [sha256_of(source)]
     _, log = served_modules(tmp_path, source, chelsea_jpeg, MODEL_CACHE_DIR=str(cache))
     assert "compiling" not in log
 

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAT_CLASSES, ROOT, ImageServer
+from tests.helpers import ARTIFACTS, CAT, CAT_CLASSES, EXAMPLES, ImageServer
 from tests.learners import colour_pictures
 from tests.live import Live, serve
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-ARTIFACTS = ROOT / "test-artifacts"
-CAT = ROOT / "static" / "examples" / "cat.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,7 @@ def test_drag_and_drop(page) -> None:
 
 
 def test_paste(page) -> None:
-    data = base64.b64encode((ROOT / "static" / "examples" / "coffee.jpg").read_bytes()).decode()
+    data = base64.b64encode((EXAMPLES / "coffee.jpg").read_bytes()).decode()
     page.evaluate(
         """async (data) => {
             const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.cli import NOT_COMPILED, expand
 from app.inference.images import SUFFIXES
-from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, ImageServer
+from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ROOT, ImageServer
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAT_CLASSES, ROOT, ImageServer
+from tests.helpers import CAT, CAT_CLASSES, ROOT, ImageServer
 from tests.live import Live, request
 
 GENERATOR = ROOT / ".venv-openapi" / "bin" / "openapi-python-client"
 TYPESCRIPT = ROOT / "clients" / "typescript"
-CAT = ROOT / "static" / "examples" / "cat.jpg"
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import pytest
 from app.main import create_app
 from compiler.fastai_lines import LINES, pickled_globals
 from compiler.parity import TOLERANCE
-from tests.conftest import ROOT, make_settings
 from tests.corpus import WINDOWS, table
 from tests.corpus.classifiers import SHAPES
 from tests.corpus.others import OTHERS
+from tests.helpers import ROOT, make_settings
 from tests.live import multipart, request, serve, serve_app
 
 FASTAI_LINES = ("2.8", *LINES)  # the compile requirements' line, and the overlays beside it

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from compiler.learner import read_learner
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 from tests.learners import digit_image, train_digits
 
 

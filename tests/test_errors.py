@@ -13,7 +13,7 @@ from starlette.routing import Route
 from app.error_codes import ERRORS, RETRY_AFTER
 from app.http.handlers import _HTTP_CODES
 from app.main import create_app
-from tests.conftest import ROOT, make_settings
+from tests.helpers import ROOT, make_settings
 from tests.live import request, serve_app
 
 RAISERS = {"ApiError": 0, "Overloaded": 0, "_refuse": 0}  # call name -> the code's position
@@ -40,6 +40,7 @@ def raised() -> list[tuple[str, int | None, str]]:
     return found
 
 
+@pytest.mark.unit
 def test_every_raised_code_is_in_the_table() -> None:
     found = raised()
     assert len(found) > 30
@@ -50,12 +51,14 @@ def test_every_raised_code_is_in_the_table() -> None:
         assert code in ERRORS
 
 
+@pytest.mark.unit
 def test_every_code_in_the_table_is_raised() -> None:
     used = {code for code, _, _ in raised()} | {code for code, _ in _HTTP_CODES.values()}
     assert set(ERRORS) - used == set()
     assert used >= RETRY_AFTER
 
 
+@pytest.mark.unit
 def test_the_docs_table_is_the_table() -> None:
     """docs/api.md's error table, row for row: code, status(es), meaning."""
     rows = re.findall(r"^\| `([a-z0-9_]+)` \| ([\d, ]+) \| (.+) \|$", API_DOCS.read_text(), re.M)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from app.ops.memory import TRIM_EVERY_S
-from tests.conftest import ROOT, QuietServer, encode
+from tests.helpers import ARTIFACTS, QuietServer, encode
 from tests.live import (
     TIMER_SLACK_S,
     Live,
@@ -35,7 +35,7 @@ from tests.live import (
 BODY_TIMEOUT = 4.0
 URL_TIMEOUT = 2.0
 FLOOD = 1000
-ARTIFACT = ROOT / "test-artifacts" / "faults.json"
+ARTIFACT = ARTIFACTS / "faults.json"
 figures: dict = {}
 
 

@@ -13,8 +13,7 @@ from starlette.testclient import TestClient
 from app.intake import fetch
 from app.main import create_app
 from tests import conftest
-from tests.conftest import CAT_CLASSES, ImageServer, make_settings
-from tests.helpers import HTML, assert_error
+from tests.helpers import CAT_CLASSES, HTML, ImageServer, assert_error, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +151,7 @@ def test_batch_of_urls(open_client: TestClient, image_server: ImageServer) -> No
     assert results[1]["error"]["code"] == "url_http_error"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("address", "public"),
     [

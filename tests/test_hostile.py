@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.conftest import ROOT, encode
-from tests.helpers import assert_error, upload
+from tests.helpers import ROOT, assert_error, encode, upload
 
 
 def boundary_body(parts: list[bytes], boundary: str = "XyZ") -> tuple[bytes, dict]:

@@ -6,7 +6,9 @@ from PIL import Image
 from app.errors import ApiError
 from app.inference.images import decode_image
 from app.intake.request import decode_base64
-from tests.conftest import encode
+from tests.helpers import encode
+
+pytestmark = pytest.mark.unit
 
 LIMIT = 50_000_000
 

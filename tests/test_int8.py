@@ -18,7 +18,7 @@ from app.main import create_app
 from compiler.learner import CompileError
 from compiler.main import compile_file
 from compiler.quantize import CALIBRATION, MIN_AGREEMENT
-from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, make_settings
+from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ROOT, make_settings
 from tests.learners import colour_pictures
 
 

@@ -14,8 +14,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from app.main import routes
-from tests.conftest import ROOT
-from tests.helpers import settings_read
+from tests.helpers import ROOT, settings_read
 
 KUBERNETES = "1.37.0"
 KUSTOMIZATIONS = ["deploy/kubernetes/base", "deploy/kubernetes/overlays/production"]

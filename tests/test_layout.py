@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.unit
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 

@@ -1,6 +1,5 @@
 """The shipped compiled model, run as the server runs it, against fastai's own `learn.predict`."""
 
-import hashlib
 import platform
 import subprocess
 import sys
@@ -15,12 +14,12 @@ from fastai.learner import Learner
 from fastai.vision.core import PILImage
 from PIL import Image
 
-from app.inference.images import decode_image
-from app.inference.metadata import metadata_props
+from app.inference.images import ANY_SIZE, decode_image
+from app.inference.metadata import metadata_props, sha256_of
 from app.inference.model import METADATA_KEY, Model, ModelLoadError
 from app.kinds import Kind, kind_of
 from compiler.learner import read_learner
-from tests.conftest import CAT_CLASSES, COMPILED, MODEL, ROOT, encode
+from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ROOT, encode
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +73,10 @@ def rotated_with_exif(image: Image.Image) -> bytes:
 def test_served_model_matches_learn_predict(model: Model, reference: Learner, name: str) -> None:
     """Photos other than the compiler's own parity set, decoded as the server does."""
     if name == "rotated":
-        image = decode_image(rotated_with_exif(Image.fromarray(skimage.data.chelsea())), 10**8)
+        image = decode_image(rotated_with_exif(Image.fromarray(skimage.data.chelsea())), ANY_SIZE)
     elif name == "large-served":  # a 12 MP phone photo, draft-decoded as the server does
         large = Image.fromarray(skimage.data.astronaut()).resize((4000, 3000), Image.BICUBIC)
-        image = decode_image(encode(large, "JPEG"), 10**8, model.draft_size)
+        image = decode_image(encode(large, "JPEG"), ANY_SIZE, model.draft_size)
     else:
         image = Image.fromarray(getattr(skimage.data, name)())
     served, expected = served_probs(model, image), fastai_probs(reference, image)
@@ -94,7 +93,7 @@ def test_batched_equals_one_at_a_time(model: Model, chelsea, coffee) -> None:
 
 
 def test_exif_orientation_is_applied(chelsea) -> None:
-    upright = decode_image(rotated_with_exif(chelsea), 10**8)
+    upright = decode_image(rotated_with_exif(chelsea), ANY_SIZE)
     assert upright.size == chelsea.size
 
 
@@ -118,7 +117,7 @@ def test_metadata_says_runtime_source_and_parity(model: Model, kind: Kind) -> No
     assert np.ravel(normalize["mean"]) == pytest.approx([127 / 255] * 3, abs=1e-6)
     assert np.ravel(normalize["std"]) == pytest.approx([128 / 255] * 3, abs=1e-6)
     assert meta["file"] == "export.onnx" and model.name == "export.pkl"
-    assert meta["source"]["sha256"] == hashlib.sha256(MODEL.read_bytes()).hexdigest()
+    assert meta["source"]["sha256"] == sha256_of(MODEL)
     assert meta["source"]["fastai_version"] == "2.8.12"
     assert meta["parity"]["images"] >= 17 and meta["parity"]["max_abs_diff"] <= 1e-4
 
@@ -131,7 +130,7 @@ def test_not_a_model_file(tmp_path: Path) -> None:
 
 
 def test_metadata_is_read_without_loading_the_graph() -> None:
-    """app/onnx_metadata.py reads what the onnx package reads, with no session."""
+    """app/inference/metadata.py reads what the onnx package reads, with no session."""
     expected = {entry.key: entry.value for entry in onnx.load(COMPILED).metadata_props}
     assert metadata_props(COMPILED) == expected and METADATA_KEY in expected
 
@@ -148,8 +147,8 @@ def test_jpeg_draft_decoding_keeps_the_prediction(model: Model) -> None:
     photo = encode(
         Image.fromarray(skimage.data.coffee()).resize((4000, 3000), Image.BICUBIC), "JPEG"
     )
-    full = decode_image(photo, 10**8)
-    drafted = decode_image(photo, 10**8, model.draft_size)
+    full = decode_image(photo, ANY_SIZE)
+    drafted = decode_image(photo, ANY_SIZE, model.draft_size)
     assert model.draft_size == 448
     assert drafted.size == (1000, 750) and full.size == (4000, 3000)
     full_probs, draft_probs = served_probs(model, full), served_probs(model, drafted)

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from compiler.learner import read_learner
-from tests.conftest import ROOT, make_settings
+from tests.helpers import ROOT, make_settings
 from tests.learners import COLOURS, colour_pictures
 
 

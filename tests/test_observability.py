@@ -91,7 +91,7 @@ def test_a_genuine_server_error_is_logged_with_its_traceback(caplog, chelsea_jpe
     """A failure of ours stays an ERROR, with its traceback; the client gets the generic
     500 body (a vanished client, by contrast, is an INFO line with 499: test_faults.py)."""
     from app.main import create_app
-    from tests.conftest import make_settings
+    from tests.helpers import make_settings
 
     def broken(inputs: list) -> None:
         raise RuntimeError("the model broke")
@@ -104,3 +104,18 @@ def test_a_genuine_server_error_is_logged_with_its_traceback(caplog, chelsea_jpe
     errors = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert errors and "the model broke" in str(errors[0].exc_info[1])
     assert [r.status for r in caplog.records if r.name == "app.access"] == [500]
+
+
+def test_in_a_terminal_the_logs_are_readable_lines(tmp_path) -> None:
+    """LOG_FORMAT=text (what `auto` picks when stderr is a terminal): one readable line a
+    record, the access log's fields as key=value, no JSON."""
+    from tests.live import request, serve
+
+    with serve(tmp_path, LOG_FORMAT="text") as live:
+        request(live.port, "GET", "/healthz", headers={"X-Request-ID": "tty-1"})
+        assert live.terminate() == 0
+    lines = live.log.read_text().splitlines()
+    assert lines and not any(line.startswith("{") for line in lines)
+    access = [line for line in lines if "request_id=tty-1" in line]
+    assert len(access) == 1 and "INFO" in access[0] and "app.access: request" in access[0]
+    assert "route=/healthz" in access[0] and "status=200" in access[0]

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from app.main import create_app
-from tests.conftest import ROOT, make_settings
+from tests.helpers import ROOT, make_settings
 from tests.live import Live, multipart, request
 
 PHOTOS = [ROOT / "static" / "examples" / f"{name}.jpg" for name in ("cat", "coffee", "rocket")]

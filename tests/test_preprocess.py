@@ -1,6 +1,6 @@
 """The server's preprocessing (Pillow + numpy) against fastai's own item transforms.
 
-Each transform is translated by the compiler and replayed by app/preprocess.py;
+Each transform is translated by the compiler and replayed by app/inference/preprocess.py;
 the result must be the array fastai's validation pipeline makes, byte for byte,
 for sizes that crop, pad, squish and round every way.
 """
@@ -16,6 +16,8 @@ from PIL import Image
 from app.inference.preprocess import Preprocessor
 from compiler.learner import CompileError
 from compiler.pipeline import item_steps
+
+pytestmark = pytest.mark.unit
 
 SIZES = [(1, 1), (3, 2), (13, 9), (224, 224), (225, 223), (500, 20), (20, 500), (333, 517)]
 

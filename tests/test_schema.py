@@ -20,7 +20,7 @@ from app.http.openapi import document
 from app.inference.model import read_info
 from app.kinds import kind_of
 from app.main import routes
-from tests.conftest import COMPILED
+from tests.helpers import COMPILED
 
 UPSTREAM_FAILURES = {"url_unreachable", "url_fetch_failed", "url_http_error", "url_timeout"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAT_CLASSES, MODEL, ROOT, encode
+from tests.helpers import CAT_CLASSES, MODEL, ROOT, encode
 from tests.live import Live, multipart, request, rss_mb, serve
 
 

@@ -6,8 +6,9 @@ from dataclasses import fields
 import pytest
 
 from app.settings import SETTINGS, VARIABLES, Settings, SettingsError, docs_table, load_settings
-from tests.conftest import MODEL, ROOT
-from tests.helpers import settings_read
+from tests.helpers import MODEL, ROOT, settings_read
+
+pytestmark = pytest.mark.unit
 
 
 def load(**env: str):

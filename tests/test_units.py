@@ -1,0 +1,183 @@
+"""The unit layer: the parts alone, in this process, no server (`pytest -m unit`).
+
+The header protocol is driven as uvicorn's own tests drive theirs, through a
+transport that records what it is given; the predictor runs the real compiled
+default model; admission, the upload budget and the kinds are plain objects.
+"""
+
+import asyncio
+
+import numpy as np
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from app.errors import ApiError, Overloaded
+from app.inference.model import Model
+from app.inference.predictor import Predictor
+from app.kinds import kind_of
+from app.limits.admission import Admission
+from app.limits.budget import UploadBudget
+from app.limits.headers import BoundedHttpToolsProtocol
+from tests.helpers import CAT, CAT_CLASSES, COMPILED
+
+pytestmark = pytest.mark.unit
+
+
+class Transport:
+    """What a protocol writes, and whether it closed the connection."""
+
+    def __init__(self) -> None:
+        self.written, self.closed = b"", False
+
+    def get_extra_info(self, name: str) -> object:
+        return {"peername": ("127.0.0.1", 9), "sockname": ("127.0.0.1", 8)}.get(name)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def set_protocol(self, protocol: object) -> None:
+        pass
+
+
+async def app(scope: dict, receive: object, send: object) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def connected(**limits: float) -> tuple[BoundedHttpToolsProtocol, Transport]:
+    protocol = BoundedHttpToolsProtocol(
+        config=Config(app, lifespan="off", log_config=None),
+        server_state=ServerState(),
+        app_state={},
+        _loop=asyncio.get_running_loop(),
+        **limits,
+    )
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def test_headers_over_the_limit_are_answered_431() -> None:
+    async def run() -> Transport:
+        protocol, transport = await connected(max_header_bytes=1024, header_timeout_s=5)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 2000 + b"\r\n\r\n")
+        return transport
+
+    transport = asyncio.run(run())
+    assert (
+        transport.written.startswith(b"HTTP/1.1 431 ") and b"headers_too_large" in transport.written
+    )
+    assert transport.closed
+
+
+def test_headers_that_never_finish_are_answered_408() -> None:
+    async def run() -> Transport:
+        protocol, transport = await connected(max_header_bytes=1024, header_timeout_s=0.05)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n")  # and nothing more
+        await asyncio.sleep(0.2)
+        return transport
+
+    transport = asyncio.run(run())
+    assert (
+        transport.written.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in transport.written
+    )
+
+
+def test_admission_sheds_when_full_and_when_draining() -> None:
+    waits: list[float] = []
+
+    async def run() -> list[str]:
+        admission = Admission(
+            max_in_flight=1, max_queue=0, queue_timeout_s=1, observe_wait=waits.append
+        )
+        codes = []
+        async with admission.admit():
+            try:
+                async with admission.admit():
+                    pass
+            except Overloaded as exc:
+                codes.append(exc.code)
+        admission.draining = True
+        try:
+            async with admission.admit():
+                pass
+        except Overloaded as exc:
+            codes.append(exc.code)
+        return codes
+
+    assert asyncio.run(run()) == ["overloaded", "shutting_down"]
+    assert len(waits) == 1 and waits[0] >= 0
+
+
+def test_the_upload_budget_counts_bytes_and_gives_them_back() -> None:
+    budget = UploadBudget(100)
+    first, second = budget.reservation(), budget.reservation()
+    first.add(80)
+    with pytest.raises(Overloaded):
+        second.add(30)
+    first.release()
+    second.add(30)
+    assert budget.used == 30
+
+
+def test_the_predictor_runs_the_real_model() -> None:
+    model = Model.load(COMPILED)
+    kind = kind_of(model.info, {"top_k": 3})
+
+    async def run() -> tuple[np.ndarray, ApiError]:
+        predictor = Predictor(
+            model, max_pixels=10**7, max_batch=2, max_wait_ms=0, workers=1, prep_threads=1
+        )
+        await predictor.start()
+        try:
+            output = await predictor.predict(CAT.read_bytes())
+            try:
+                await predictor.predict(b"not an image")
+            except ApiError as exc:
+                return output, exc
+        finally:
+            await predictor.stop()
+        raise AssertionError("a bad image was predicted")
+
+    output, error = asyncio.run(run())
+    assert output.shape == (1000,) and abs(float(output.sum()) - 1) < 1e-4
+    assert kind.answer(output, {"top_k": 3})["label"] in CAT_CLASSES
+    assert error.code == "unsupported_media_type"
+
+
+def test_a_classifier_reads_and_checks_its_options() -> None:
+    kind = kind_of(
+        {"kind": "single-label", "labels": ["a", "b", "c"], "threshold": None}, {"top_k": 5}
+    )
+    assert kind.options({}) == {"top_k": 3}  # TOP_K, but no more than the classes
+    assert kind.options({"top_k": "2"}) == {"top_k": 2}
+    for bad in ("0", "4", "two", "-1"):
+        with pytest.raises(ApiError) as caught:
+            kind.options({"top_k": bad})
+        assert caught.value.code == "invalid_top_k"
+    answer = kind.answer(np.array([0.2, 0.7, 0.1]), {"top_k": 2})
+    assert answer == {
+        "label": "b",
+        "probability": 0.7,
+        "predictions": [{"label": "b", "probability": 0.7}, {"label": "a", "probability": 0.2}],
+    }
+
+
+def test_a_multi_label_answer_is_fastais_decoding() -> None:
+    """Strictly past the threshold, most probable first; every label listed by default."""
+    info = {"kind": "multi-label", "labels": ["a", "b", "c"], "threshold": 0.5}
+    kind = kind_of(info, {"top_k": 1})
+    output = np.array([0.5, 0.9, 0.6])
+    assert kind.decide(output) == frozenset({1, 2})
+    answer = kind.answer(output, kind.options({}))
+    assert answer["labels"] == ["b", "c"] and len(answer["predictions"]) == 3
+    with pytest.raises(ValueError, match="classification must be an integer from 1 to 3"):
+        kind.tensor("labels", [output], {"classification": 4})
+    assert kind.tensor("labels", [output], {"classification": 2}).data == ["b", "c"]
