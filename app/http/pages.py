@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
 from app.errors import ApiError
+from app.services import Services
 from app.settings import ROOT
 
 templates = Jinja2Templates(directory=ROOT / "templates")
@@ -45,15 +46,15 @@ def render_page(
 ) -> HTMLResponse:
     """The home page, with an answer or an error in place when there is one; only that
     part when the page's script asks for it."""
-    services = getattr(request.state, "services", None)
+    services: Services = request.state.services
     fragment = request.headers.get(FRAGMENT) is not None and (result or error)
     return templates.TemplateResponse(
         request,
         "answer.html" if fragment else "index.html",
         {
-            "settings": services.settings if services else None,
-            "model": services.model_info if services else None,
-            "kind": services.pipeline.kind if services else None,
+            "settings": services.settings,
+            "model": services.model_info,
+            "kind": services.pipeline.kind,
             "result": result,
             "error": error,
             "help": HELP.get(error.code) if error else None,
