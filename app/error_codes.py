@@ -73,6 +73,9 @@ ERRORS: dict[str, ErrorCode] = {
     "url_not_image": ErrorCode((415,), "The URL answered with something not an image.", URL),
     "corrupt_image": ErrorCode((422,), "The image is truncated or damaged.", IMAGE),
     "invalid_top_k": ErrorCode((422,), "`top_k` is not an integer from 1 to the classes.", PREDICT),
+    "invalid_option": ErrorCode(
+        (422,), "A query option of the model's kind (`mask`) has a value it can't take.", PREDICT
+    ),
     "url_not_allowed": ErrorCode(
         (422,), "The URL's host is not a public address (ALLOW_PRIVATE_URLS).", URL
     ),

@@ -40,7 +40,7 @@ class Pipeline:
         return cls(
             Predictor.from_settings(model, settings, observe),
             Fetcher.from_settings(settings),
-            kind_of(model.info, {"top_k": settings.top_k}),
+            kind_of(model.info, settings.kind_defaults),
         )
 
     async def start(self) -> None:

@@ -169,6 +169,9 @@ SETTINGS = (
             "largest request body, and largest image fetched from a URL"),
     Setting("max_image_megapixels", "MAX_IMAGE_MEGAPIXELS", Number(float, 0.001), "50",
             "largest image (width x height), checked before decoding"),
+    Setting("max_mask_megapixels", "MAX_MASK_MEGAPIXELS", Number(float, 0.001), "4",
+            "largest mask a segmentation model answers with: a bigger photo's mask is scaled "
+            "down to it, which bounds each answer's memory ([models.md](models.md#segmentation))"),
     Setting("max_batch_items", "MAX_BATCH_ITEMS", Number(int, 1, 256), "16",
             "images in one `/api/predict/batch` request"),
     Setting("cors_origins", "CORS_ORIGINS",
@@ -250,6 +253,7 @@ class Settings:
     top_k: int
     max_upload_mb: float
     max_image_megapixels: float
+    max_mask_megapixels: float
     max_batch_items: int
     cors_origins: tuple[str, ...]
     log_level: str
@@ -297,6 +301,11 @@ class Settings:
     @property
     def max_image_pixels(self) -> int:
         return int(self.max_image_megapixels * 1_000_000)
+
+    @property
+    def kind_defaults(self) -> dict[str, float]:
+        """What the kinds of model read (app/kinds/): TOP_K and MAX_MASK_MEGAPIXELS."""
+        return {"top_k": self.top_k, "max_mask_pixels": self.max_mask_megapixels * 1_000_000}
 
     @property
     def json_logs(self) -> bool:

@@ -243,12 +243,23 @@ def failing_layer(network: torch.nn.Module, example: torch.Tensor) -> str | None
     return None if current is None else f"`{names[current]}` ({type(current).__name__})"
 
 
+def _example(translation: Translation) -> torch.Tensor:
+    width, height = translation.preprocessing["size"] or (64, 48)
+    return torch.zeros((2, height, width, _channels(translation)), dtype=torch.uint8)
+
+
+def output_shape(learn: Learner, translation: Translation) -> list[int]:
+    """The shape of one image's output (classes, values, 2 x points, or classes x height x
+    width), from one forward pass of the served network."""
+    with torch.no_grad():
+        return list(ServedNetwork(learn, translation).eval()(_example(translation)).shape[1:])
+
+
 def export_graph(learn: Learner, translation: Translation) -> bytes:
     """The served network as ONNX bytes, with a dynamic batch axis (and dynamic height
     and width for a learner that takes images at their own size)."""
     size = translation.preprocessing["size"]
-    width, height = size or (64, 48)
-    example = torch.zeros((2, height, width, _channels(translation)), dtype=torch.uint8)
+    example = _example(translation)
     served = ServedNetwork(learn, translation).eval()
     try:
         with torch.no_grad():

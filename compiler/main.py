@@ -16,8 +16,8 @@ import onnx
 import torch
 
 from app.inference.model import FORMAT, METADATA_KEY, Model
-from compiler.export import OPSET, activation_name, export_graph
-from compiler.kinds import task
+from compiler.export import OPSET, activation_name, export_graph, output_shape
+from compiler.kinds import check_frame, summary, task
 from compiler.learner import read_learner
 from compiler.parity import check_parity
 from compiler.pipeline import translate
@@ -65,10 +65,10 @@ def compile_file(
     learn = read_learner(source, stood_in)
     kind = task(learn)
     translation = translate(learn)
-    threshold = "" if kind["threshold"] is None else f", threshold {kind['threshold']:g}"
+    output = output_shape(learn, translation)
+    check_frame(kind, translation, output)
     say(
-        f"compiling {source.name}: {type(learn.model).__name__}, {kind['kind']} with "
-        f"{len(learn.dls.vocab)} classes{threshold}, "
+        f"compiling {source.name}: {type(learn.model).__name__}, {summary(kind, output)}, "
         f"{translation.preprocessing['mode']} {translation.preprocessing['size']}"
     )
     if stood_in:
@@ -78,8 +78,8 @@ def compile_file(
         )
     info = {
         "format": FORMAT,
-        "labels": [str(label) for label in learn.dls.vocab],
         **kind,
+        "output": {"shape": output},
         "precision": "fp32",
         "preprocessing": translation.preprocessing,
         "graph": {
@@ -107,7 +107,8 @@ def compile_file(
         parity = info["parity"]
         say(
             f"parity with learn.predict: {parity['images']} images, largest difference "
-            f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), same labels on all"
+            f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), the same "
+            "decoded answers on all"
         )
         if int8:
             graph, info["quantization"] = quantize(

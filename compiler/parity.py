@@ -5,8 +5,10 @@ allow-listed decoders, JPEG draft decoding, EXIF orientation, any mode to
 8-bit RGB) converted to the learner's image mode. From there, one side runs
 the server's preprocessing and the compiled graph in ONNX Runtime, the other
 fastai's `learn.predict`. Every probability must agree to TOLERANCE and the
-decoded labels must be the same (the top class; for a multi-label learner,
-the labels past its threshold), or compiling fails.
+decoded answers must agree as the model's kind compares them (app/kinds/: the
+top class; a multi-label learner's labels past its threshold; a segmentation
+mask on 99.9% of its pixels; regression values and points are the numbers
+themselves), or compiling fails.
 
 The set is made with Pillow from the repo's example photos, so it is the same
 wherever the compiler runs (a container build included): the photos as they
@@ -88,9 +90,9 @@ def check_parity(learn: Learner, translation: Translation, model: Model) -> dict
     for name, data in parity_images():
         image = decode_image(data, ANY_SIZE, model.draft_size).convert(model.preprocessor.mode)
         served = model.infer([model.preprocess(image)])[0]
-        expected, labels = _reference(learn, translation, image, kind.name)
+        expected, decoded = _reference(learn, translation, image, kind.name)
         diff = float(np.abs(served - expected).max())
-        same = kind.decide(served) == labels
+        same = kind.agrees(kind.decide(served), decoded)
         results.append((name, diff, same))
     worst = max(results, key=lambda result: result[1])
     failed = [(n, d) for n, d, same in results if d > TOLERANCE or not same]

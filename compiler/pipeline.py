@@ -116,11 +116,16 @@ def item_steps(step: object) -> list[dict]:
     raise _refuse(step, "it is not one of the item transforms this compiler knows")
 
 
+# Item transforms of a target block that leave images as they are: PointBlock's and
+# MaskBlock's (the answer's own mapping back to the photo is app/kinds/').
+TARGETS_ONLY = ("PointScaler", "AddMaskCodes")
+
+
 def _validation_steps(pipeline: object, skipped: list[str]) -> list:
-    """The transforms that run at validation, in order; the training-only ones noted."""
+    """The transforms that run on images at validation, in order; the others noted."""
     kept = []
     for step in pipeline.fs:
-        if step.split_idx == 0:
+        if step.split_idx == 0 or type(step).__name__ in TARGETS_ONLY:
             skipped.append(type(step).__name__)
         else:
             kept.append(step)

@@ -55,6 +55,8 @@
   function showAnswer(html) {
     busy(false);
     answer.innerHTML = html;
+    // An answer drawn on the photo (points, a mask) brings the photo itself.
+    if (answer.querySelector("[data-replaces-preview]")) figure.hidden = true;
     if (output.getBoundingClientRect().top > window.innerHeight * 0.6) {
       output.scrollIntoView({ behavior: "smooth", block: "start" });  // a phone's fold
     }

@@ -3,6 +3,8 @@ built and exported by its own fastai line, compiled in a fresh process with the
 command a user runs (which finds the export's line itself), served over HTTP, and
 answers as that line's `learn.predict` did. docs/models.md's table is this corpus."""
 
+import base64
+import io
 import json
 import os
 import shutil
@@ -12,8 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from app.inference.model import Model
+from app.inference.preprocess import Preprocessor
 from app.main import create_app
 from compiler.fastai_lines import LINES, pickled_globals
 from compiler.parity import TOLERANCE
@@ -145,11 +151,8 @@ def test_the_windows_export_really_holds_windows_paths(corpus: dict) -> None:
         assert "pathlib.WindowsPath" in names
 
 
-# What each learner that is not an image classifier is called when it is refused.
+# What each learner that is not a vision learner is called when it is refused.
 REFUSED = {
-    "regression": "an image regression learner (RegressionBlock)",
-    "keypoints": "a keypoint learner (PointBlock)",
-    "segmentation": "a segmentation learner (MaskBlock)",
     "tabular": "a tabular learner (TabularLearner)",
     "text": "a text learner (TextLearner)",
 }
@@ -163,7 +166,7 @@ def test_other_learners_are_refused_in_one_line(corpus: dict, line: str, name: s
     assert run.returncode == 1 and "Traceback" not in run.stderr
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: cannot compile {corpus[line, name].export}: the export is ")
-    assert f"the export is {REFUSED[name]}: Pounce compiles image classifiers" in last
+    assert f"the export is {REFUSED[name]}: Pounce compiles fastai vision learners" in last
 
 
 @pytest.mark.parametrize("line", FASTAI_LINES)
@@ -207,3 +210,68 @@ def test_a_server_given_a_fastai_27_export_compiles_it_and_serves(
         assert status == 200 and [json.loads(payload)["label"]] == expected["labels"]
     log = live.log.read_text()
     assert "lesson1.pkl was made with fastai 2.7: reading it with that line" in log
+
+
+def served_answers(built: Built) -> list[tuple[dict, dict, tuple[int, int]]]:
+    """(learn.predict's record, the served answer, the probe's size) for each probe."""
+    answers = []
+    with serve_app(create_app(make_settings(MODEL_PATH=str(built.onnx)))) as port:
+        for expected in built.reference["probes"]:
+            path = built.export.parent / "probes" / f"{expected['probe']}.png"
+            status, payload, _ = request(
+                port, "POST", "/api/predict", *multipart(path.read_bytes())
+            )
+            assert status == 200, payload
+            answers.append((expected, json.loads(payload), Image.open(path).size))
+    return answers
+
+
+@pytest.mark.parametrize("line", FASTAI_LINES)
+@pytest.mark.parametrize("name", ["regression"])
+def test_a_regression_answers_its_named_values(corpus: dict, line: str, name: str) -> None:
+    built = corpus[line, name]
+    assert built.compile.returncode == 0, built.compile.stderr
+    for expected, answer, _ in served_answers(built):
+        assert answer["kind"] == "regression" and answer["names"] == ["brightness", "disc_x"]
+        assert np.abs(np.array(answer["values"]) - expected["raw"]).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("line", FASTAI_LINES)
+@pytest.mark.parametrize("name", ["keypoints", "keypoints_padded"])
+def test_keypoints_come_in_the_photos_own_pixels(corpus: dict, line: str, name: str) -> None:
+    """learn.predict's points are in the model's frame (the crop or the pad, then the
+    batch's resize), as -1..1 across it: the served ones are in the photo's, taken back
+    through the preprocessing's frame (whose mapping tests/test_preprocess.py holds to
+    fastai's own)."""
+    built = corpus[line, name]
+    assert built.compile.returncode == 0, built.compile.stderr
+    preprocessor = Preprocessor(Model.load(built.onnx).info["preprocessing"])
+    for expected, answer, size in served_answers(built):
+        frame = preprocessor.frame(size)
+        model = (np.array(expected["raw"]).reshape(-1, 2) + 1) / 2 * np.array(frame.size)
+        x, y = frame.to_photo(model[:, 0], model[:, 1])
+        served = np.array([[p["x"], p["y"]] for p in answer["points"]])
+        assert answer["image"] == {"width": size[0], "height": size[1]}
+        assert served.shape == (2, 2) and np.abs(served - np.stack([x, y], axis=1)).max() < 0.02
+
+
+@pytest.mark.parametrize("line", FASTAI_LINES)
+def test_a_mask_comes_at_the_photos_size(corpus: dict, line: str) -> None:
+    """The mask is learn.predict's, at the photo's size (nearest neighbour through the
+    preprocessing's frame), a palette PNG of class ids; areas are its classes' shares."""
+    built = corpus[line, "segmentation"]
+    assert built.compile.returncode == 0, built.compile.stderr
+    preprocessor = Preprocessor(Model.load(built.onnx).info["preprocessing"])
+    for expected, answer, size in served_answers(built):
+        assert answer["classes"] == ["background", "disc", "square"]
+        mask = Image.open(io.BytesIO(base64.b64decode(answer["mask"].split(",", 1)[1])))
+        assert mask.mode == "P" and mask.size == size
+        served = np.asarray(mask)
+        model = np.array(expected["decoded"])
+        frame = preprocessor.frame(size)
+        x, y = frame.to_model(np.arange(size[0]) + 0.5, np.arange(size[1]) + 0.5)
+        columns = np.clip(np.floor(x).astype(int), 0, model.shape[1] - 1)
+        rows = np.clip(np.floor(y).astype(int), 0, model.shape[0] - 1)
+        assert np.mean(served == model[np.ix_(rows, columns)]) >= 0.999
+        areas = np.bincount(served.ravel(), minlength=3) / served.size
+        assert list(answer["areas"].values()) == pytest.approx(list(areas), abs=1e-6)

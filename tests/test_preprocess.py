@@ -49,9 +49,14 @@ def fastai_array(transform: object, image: Image.Image, kind: type = PILImage) -
     return tensor.permute(1, 2, 0).numpy()
 
 
-def preprocessor(transform: object, mode: str = "RGB") -> Preprocessor:
+def description(transform: object, mode: str = "RGB") -> dict:
+    """The preprocessing the compiler writes down for `transform`."""
     steps = item_steps(transform)
-    return Preprocessor({"mode": mode, "size": steps[-1]["size"], "steps": steps})
+    return {"mode": mode, "size": steps[-1]["size"], "steps": steps}
+
+
+def preprocessor(transform: object, mode: str = "RGB") -> Preprocessor:
+    return Preprocessor(description(transform, mode))
 
 
 @pytest.mark.parametrize("name", TRANSFORMS)
@@ -98,3 +103,84 @@ def test_rgb_images_become_the_model_mode() -> None:
 def test_steps_it_cannot_translate_are_refused_by_name(transform: object, named: str) -> None:
     with pytest.raises(CompileError, match=f"validation step {named}:"):
         item_steps(transform)
+
+
+FRAME_SIZES = [(640, 480), (300, 100), (100, 180), (225, 223), (37, 91)]
+# What a keypoint learner may resize with: fastai runs CropPad and the random crops
+# (order 0) on points before PointScaler scales them, so it mangles them; compiling
+# refuses those (compiler/kinds.py).
+FOR_POINTS = [name for name in TRANSFORMS if name.startswith("resize")]
+
+
+@pytest.mark.parametrize("name", FOR_POINTS)
+@pytest.mark.parametrize("size", FRAME_SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+def test_the_frame_maps_points_back_as_fastai_maps_them_forward(
+    name: str, size: tuple[int, int]
+) -> None:
+    """Points go through fastai's validation pipeline (PointScaler, then the transform) to
+    the model's -1..1; the frame takes them back to the photo they came from. (Points
+    cropped out of the model's view come back too: the mapping is the same line.)"""
+    from fastai.vision.core import PointScaler, TensorPoint
+
+    points = np.array([[0.0, 0.0], [size[0], size[1]], [size[0] * 0.3, size[1] * 0.8]])
+    pipeline = Pipeline([PointScaler(), TRANSFORMS[name]], split_idx=1)
+    start = TensorPoint.create(points.copy(), img_size=size)
+    image, scaled = pipeline((PILImage.create(photo(size)), start))
+    ours = preprocessor(TRANSFORMS[name])
+    model = (scaled.numpy().reshape(-1, 2) + 1) / 2 * np.array(image.size)
+    frame = ours.frame(size)
+    assert frame.size == image.size
+    back = np.stack(frame.to_photo(model[:, 0], model[:, 1]), axis=1)
+    assert np.abs(back - points).max() < 1e-3, (back, points)
+
+
+MASK_TRANSFORMS = ["resize crop", "resize crop, non-square", "resize squish", "resize pad zeros"]
+
+
+@pytest.mark.parametrize("name", MASK_TRANSFORMS)
+@pytest.mark.parametrize(
+    "size", [(300, 100), (100, 180), (333, 517)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
+def test_a_mask_maps_back_as_fastai_maps_it_forward(name: str, size: tuple[int, int]) -> None:
+    """A photo's mask through fastai's validation Resize (nearest) to the model's frame,
+    then back to the photo through the segmentation kind's mapping: the same classes,
+    wherever the model saw the photo, but along the edges the two resamplings round."""
+    from fastai.vision.core import PILMask
+
+    from app.kinds import Prediction, kind_of
+
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(0, 3, (size[1] // 40 + 1, size[0] // 40 + 1), dtype=np.uint8)
+    truth = np.kron(blocks, np.ones((40, 40), dtype=np.uint8))[: size[1], : size[0]]
+    model = np.asarray(TRANSFORMS[name](PILMask.create(Image.fromarray(truth)), split_idx=1))
+    ours = preprocessor(TRANSFORMS[name])
+    info = {"kind": "segmentation", "classes": ["a", "b", "c"], "output": {"shape": [3]}}
+    kind = kind_of(
+        info | {"preprocessing": description(TRANSFORMS[name])}, {"max_mask_pixels": 1e9}
+    )
+    onehot = np.stack([model == c for c in range(3)]).astype(np.float32)
+    back = kind.mask(Prediction(onehot, size, size))
+    frame = ours.frame(size)
+    x, y = frame.to_model(np.arange(size[0]) + 0.5, np.arange(size[1]) + 0.5)
+    seen = np.outer((y >= 0) & (y < frame.size[1]), (x >= 0) & (x < frame.size[0]))
+    agreement = float(np.mean(back[seen] == truth[seen]))
+    assert back.shape == truth.shape and agreement >= 0.95, agreement
+
+
+def test_a_big_photos_mask_is_scaled_down_to_the_cap() -> None:
+    """A 12 MP photo's mask is at most MAX_MASK_MEGAPIXELS, in the photo's aspect ratio."""
+    from app.kinds import Prediction, kind_of
+
+    steps = item_steps(Resize(64))
+    info = {
+        "kind": "segmentation",
+        "classes": None,
+        "output": {"shape": [2, 64, 64]},
+        "preprocessing": {"mode": "RGB", "size": [64, 64], "steps": steps},
+    }
+    kind = kind_of(info, {"max_mask_pixels": 4e6})
+    output = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
+    answer = kind.answer(Prediction(output, (4000, 3000), (1000, 750)), {"mask": True})
+    width, height = answer["mask_size"]["width"], answer["mask_size"]["height"]
+    assert width * height <= 4e6 and abs(width / height - 4 / 3) < 0.01
+    assert answer["classes"] == ["0", "1"] and answer["image"] == {"width": 4000, "height": 3000}

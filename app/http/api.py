@@ -42,16 +42,16 @@ class Predict(HTTPEndpoint):
         options = pipeline.options(request.query_params)
         source = await single_source(request)
 
-        async def answer() -> dict:
+        async def answer() -> tuple[dict, bytes]:
             data = await pipeline.fetch(source, request.state.reservation)
             async with services.admission.admit():  # decoding and inference only
-                return await pipeline.answer(data, options)
+                return await pipeline.answer(data, options), data
 
-        result = await until_disconnect(request, answer())
+        result, data = await until_disconnect(request, answer())
         result["model"] = pipeline.model.name
         result["elapsed_ms"] = elapsed_ms(started)
         if wants_html(request):
-            return render_answer(request, result)
+            return render_answer(request, result, data)
         return JSONResponse(result)
 
 

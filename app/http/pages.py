@@ -9,16 +9,21 @@ one drawing of each kind's answer, with or without a script. Settings feed the
 title and description, so a fork changes its wording without touching code.
 """
 
+import base64
+import io
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
 from app.errors import ApiError
+from app.inference.images import decode_image
 from app.services import Services
 from app.settings import ROOT
 
 templates = Jinja2Templates(directory=ROOT / "templates")
 FRAGMENT = "X-Pounce-Fragment"  # static/app.js asks for the answer's fragment alone
+THUMBNAIL = 960  # the photo a drawn answer (points, a mask) is drawn on, at most, in pixels
 # What to try next, shown with the error's own message.
 HELP = {
     "payload_too_large": "Try a smaller photo.",
@@ -42,6 +47,7 @@ def render_page(
     *,
     result: dict | None = None,
     error: ApiError | None = None,
+    photo: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     """The home page, with an answer or an error in place when there is one; only that
@@ -58,13 +64,28 @@ def render_page(
             "result": result,
             "error": error,
             "help": HELP.get(error.code) if error else None,
+            "photo": photo,
         },
         status_code=status_code,
     )
 
 
-def render_answer(request: Request, result: dict) -> HTMLResponse:
-    return render_page(request, result=result)
+def render_answer(request: Request, result: dict, data: bytes) -> HTMLResponse:
+    """The page with an answer; a kind that draws on the photo gets a copy of it to draw on."""
+    services: Services = request.state.services
+    photo = None
+    if services.pipeline.kind.draws_on_photo:
+        photo = thumbnail(data, services.settings.max_image_pixels)
+    return render_page(request, result=result, photo=photo)
+
+
+def thumbnail(data: bytes, max_pixels: int, side: int = THUMBNAIL) -> str:
+    """The upright photo, at most `side` pixels wide or high, as a JPEG data: URL."""
+    image = decode_image(data, max_pixels, side)
+    image.thumbnail((side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 async def home(request: Request) -> Response:

@@ -18,6 +18,7 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
 # (`python -m app predict DIR`, compile --int8's photos) take exactly what decodes.
 SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS)
 FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
+ORIENTATION, TURNED = 0x0112, (5, 6, 7, 8)  # EXIF orientations that swap width and height
 # For images that are not uploads (compiling's parity and calibration photos): no limit.
 ANY_SIZE = 10**9
 
@@ -32,7 +33,9 @@ def decode_image(data: bytes, max_pixels: int, draft_size: int | None = None) ->
     With `draft_size`, a JPEG much larger than that is decoded at 1/2, 1/4 or
     1/8 scale (JPEG's own DCT scaling), never below `draft_size` on its shorter
     side: a 12 MP phone photo decodes in a fraction of the time and memory, and
-    the model, which sees 224 px, sees nearly the same picture.
+    the model, which sees 224 px, sees nearly the same picture. The upright photo's
+    own size stays in the image's info as "photo_size": answers given in the photo's
+    frame (points, masks) are mapped to it.
     """
     if not data:
         raise ApiError("empty_file", "The file is empty.")
@@ -55,10 +58,13 @@ def decode_image(data: bytes, max_pixels: int, draft_size: int | None = None) ->
         image.draft(None, (draft_size, draft_size))
     try:
         image.load()
+        turned = image.getexif().get(ORIENTATION, 1) in TURNED
         image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ApiError("corrupt_image", f"The image is truncated or corrupt: {exc}") from None
-    return to_rgb(image)
+    image = to_rgb(image)
+    image.info["photo_size"] = (height, width) if turned else (width, height)
+    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

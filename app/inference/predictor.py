@@ -21,6 +21,7 @@ import numpy as np
 
 from app.inference.images import decode_image
 from app.inference.model import Model
+from app.kinds.base import Prediction
 from app.settings import Settings
 
 # Told of each forward pass: its seconds and its batch's size (the metrics, app/ops/).
@@ -79,17 +80,18 @@ class Predictor:
         self._prep.shutdown(wait=False, cancel_futures=True)
         self._infer.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, data: bytes) -> np.ndarray:
-        """The graph's output for one encoded image; raises ApiError for a bad one."""
+    async def predict(self, data: bytes) -> Prediction:
+        """The graph's output for one encoded image, and the photo's size; raises ApiError
+        for a bad image."""
         loop = asyncio.get_running_loop()
-        tensor = await loop.run_in_executor(self._prep, self._decode_and_preprocess, data)
+        tensor, sizes = await loop.run_in_executor(self._prep, self._decode_and_preprocess, data)
         result: asyncio.Future[np.ndarray] = loop.create_future()
         self._queue.put_nowait((tensor, result))
-        return await result
+        return Prediction(await result, *sizes)
 
-    def _decode_and_preprocess(self, data: bytes) -> np.ndarray:
+    def _decode_and_preprocess(self, data: bytes) -> tuple[np.ndarray, tuple]:
         image = decode_image(data, self._max_pixels, self.model.draft_size)
-        return self.model.preprocess(image)
+        return self.model.preprocess(image), (image.info["photo_size"], image.size)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ scaling, normalisation, the activation) is in the ONNX graph.
 """
 
 import operator
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -83,28 +83,6 @@ def crop_pad(
     return image
 
 
-def resize(
-    image: Image.Image, size: Size, method: str, pad_mode: str, resample: str
-) -> Image.Image:
-    """fastai's `Resize` at validation: the centred crop (or pad) of the target's aspect
-    ratio, resized; or the whole image squished."""
-    width, height = image.size
-    if method == "squish":
-        return crop_pad(image, (width, height), (0, 0), pad_mode, resample, resize_to=size)
-    beyond = operator.gt if method == "pad" else operator.lt
-    scale = width / size[0] if beyond(width / size[0], height / size[1]) else height / size[1]
-    region = (int(scale * size[0]), int(scale * size[1]))
-    top_left = (int(0.5 * (width - region[0])), int(0.5 * (height - region[1])))
-    return crop_pad(image, region, top_left, pad_mode, resample, resize_to=size)
-
-
-def centre_crop_pad(image: Image.Image, size: Size, pad_mode: str) -> Image.Image:
-    """fastai's `CropPad` (and `RandomCrop` at validation): centred, floor division."""
-    width, height = image.size
-    top_left = ((width - size[0]) // 2, (height - size[1]) // 2)
-    return crop_pad(image, size, top_left, pad_mode)
-
-
 def _size(value: object) -> Size:
     if (
         not isinstance(value, list | tuple)
@@ -122,22 +100,88 @@ def _choice(step: dict, key: str, options: object) -> str:
     return value
 
 
-Step = Callable[[Image.Image], Image.Image]
+class Step:
+    """One item transform: the region of its input it takes (`top_left` and size, which
+    may reach outside the image: padding), resized to `size`."""
+
+    size: Size
+
+    def region(self, size_in: Size) -> tuple[Size, Size]:
+        raise NotImplementedError
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Resize(Step):
+    """fastai's `Resize` at validation: the centred crop (or pad) of the target's aspect
+    ratio, resized; or the whole image squished."""
+
+    size: Size
+    method: str
+    pad_mode: str
+    resample: str
+
+    def region(self, size_in: Size) -> tuple[Size, Size]:
+        width, height = size_in
+        if self.method == "squish":
+            return (0, 0), (width, height)
+        beyond = operator.gt if self.method == "pad" else operator.lt
+        ratio_w, ratio_h = width / self.size[0], height / self.size[1]
+        scale = ratio_w if beyond(ratio_w, ratio_h) else ratio_h
+        region = (int(scale * self.size[0]), int(scale * self.size[1]))
+        return (int(0.5 * (width - region[0])), int(0.5 * (height - region[1]))), region
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        top_left, region = self.region(image.size)
+        return crop_pad(image, region, top_left, self.pad_mode, self.resample, self.size)
+
+
+@dataclass(frozen=True)
+class CentreCropPad(Step):
+    """fastai's `CropPad` (and `RandomCrop` at validation): centred, floor division."""
+
+    size: Size
+    pad_mode: str
+
+    def region(self, size_in: Size) -> tuple[Size, Size]:
+        return ((size_in[0] - self.size[0]) // 2, (size_in[1] - self.size[1]) // 2), self.size
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return crop_pad(image, self.size, self.region(image.size)[0], self.pad_mode)
 
 
 def _step(step: dict) -> Step:
     op = step.get("op")
     if op == "resize":
-        size = _size(step.get("size"))
-        method = _choice(step, "method", RESIZE_METHODS)
-        pad_mode = _choice(step, "pad_mode", PAD_MODES)
-        resample = _choice(step, "resample", RESAMPLES)
-        return lambda image: resize(image, size, method, pad_mode, resample)
+        return Resize(
+            _size(step.get("size")),
+            _choice(step, "method", RESIZE_METHODS),
+            _choice(step, "pad_mode", PAD_MODES),
+            _choice(step, "resample", RESAMPLES),
+        )
     if op == "crop_pad":
-        size = _size(step.get("size"))
-        pad_mode = _choice(step, "pad_mode", PAD_MODES)
-        return lambda image: centre_crop_pad(image, size, pad_mode)
+        return CentreCropPad(_size(step.get("size")), _choice(step, "pad_mode", PAD_MODES))
     raise DescriptionError(f"unknown preprocessing step {op!r}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where the model's input lies in the photo, per axis: photo = offset + scale x model,
+    in continuous pixel coordinates (pixel edges at whole numbers, fastai's convention
+    for points: -1 and 1 are the input's edges). `photo` and `size` are the two sizes."""
+
+    offset: tuple[float, float]
+    scale: tuple[float, float]
+    photo: Size
+    size: Size
+
+    def to_photo(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.offset[0] + self.scale[0] * x, self.offset[1] + self.scale[1] * y
+
+    def to_model(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (x - self.offset[0]) / self.scale[0], (y - self.offset[1]) / self.scale[1]
 
 
 class Preprocessor:
@@ -157,6 +201,16 @@ class Preprocessor:
         # Smallest side worth decoding a JPEG at: twice the model's input (images.py).
         # Without a fixed input size the model sees the full decode, as learn.predict does.
         self.draft_size = 2 * max(self.size) if self.size else None
+
+    def frame(self, photo: Size) -> Frame:
+        """Where the model's input lies in a photo of this size: the steps' regions, composed."""
+        offset, scale, size = (0.0, 0.0), (1.0, 1.0), photo
+        for step in self._steps:
+            top_left, region = step.region(size)
+            offset = tuple(o + k * t for o, k, t in zip(offset, scale, top_left, strict=True))
+            scale = tuple(k * r / s for k, r, s in zip(scale, region, step.size, strict=True))
+            size = step.size
+        return Frame(offset, scale, photo, size)
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         if image.mode != self.mode:

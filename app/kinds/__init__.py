@@ -8,16 +8,21 @@ the kind, and none of them branches on which kind it is.
 
 from collections.abc import Mapping
 
-from app.kinds.base import Kind, Tensor
+from app.kinds.base import Kind, Prediction, Tensor
+from app.kinds.keypoints import Keypoints
 from app.kinds.multi_label import MultiLabel
+from app.kinds.regression import Regression
+from app.kinds.segmentation import Segmentation
 from app.kinds.single_label import SingleLabel
 
-KINDS: dict[str, type[Kind]] = {kind.name: kind for kind in (SingleLabel, MultiLabel)}
+KINDS: dict[str, type[Kind]] = {
+    kind.name: kind for kind in (SingleLabel, MultiLabel, Regression, Keypoints, Segmentation)
+}
 
-__all__ = ["KINDS", "Kind", "Tensor", "kind_of"]
+__all__ = ["KINDS", "Kind", "Prediction", "Tensor", "kind_of"]
 
 
-def kind_of(info: dict, defaults: Mapping[str, int] | None = None) -> Kind:
-    """The kind a compiled file's description records; `defaults` (the server's TOP_K)
-    are needed to answer, not to decide (compiling's checks)."""
+def kind_of(info: dict, defaults: Mapping[str, float] | None = None) -> Kind:
+    """The kind a compiled file's description records; `defaults` (the server's TOP_K and
+    MAX_MASK_MEGAPIXELS) are needed to answer, not to decide (compiling's checks)."""
     return KINDS[info["kind"]](info, defaults or {})

@@ -9,7 +9,7 @@ Inference Protocol outputs, what /api/model says of it, and the OpenAPI schema o
 answer. No web framework is imported here: compiler/ uses kinds too.
 """
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,13 +17,25 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """The graph's output for one image; the size of the upright photo it was predicted
+    from (what answers in the photo's own frame map back to), and the size it was
+    decoded at (smaller, for a JPEG decoded in draft mode), which preprocessing saw."""
+
+    output: np.ndarray
+    size: tuple[int, int]
+    decoded: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class Tensor:
-    """One Open Inference Protocol output: numbers as an array, BYTES as a list of str."""
+    """One Open Inference Protocol output: numbers as an array, BYTES as a list of str
+    (or of bytes, sent as base64 in JSON)."""
 
     name: str
     datatype: str
     shape: list[int]
-    data: np.ndarray | list[str]
+    data: np.ndarray | list[str] | list[bytes]
 
 
 class Kind:
@@ -33,9 +45,11 @@ class Kind:
     # The answer's OpenAPI schema, by name, and the query parameters the kind takes.
     schemas: ClassVar[dict[str, dict]]
     parameters: ClassVar[list[dict]] = []
+    # Whether the page draws the answer on the photo (it then carries a copy of it).
+    draws_on_photo: ClassVar[bool] = False
 
-    def __init__(self, info: dict, defaults: Mapping[str, int]) -> None:
-        """`defaults`: the server's defaults for the kind's options (TOP_K)."""
+    def __init__(self, info: dict, defaults: Mapping[str, float]) -> None:
+        """`defaults`: the server's settings the kinds read (TOP_K, MAX_MASK_MEGAPIXELS)."""
         self.info = info
         self.defaults = defaults
 
@@ -57,11 +71,16 @@ class Kind:
         """The request's options for `answer` (a query string, or the CLI's flags)."""
         return {}
 
-    def decide(self, output: np.ndarray) -> Hashable:
-        """What `learn.predict` would decode from one image's output."""
-        raise NotImplementedError
+    def decide(self, output: np.ndarray) -> object:
+        """What `learn.predict` would decode from one image's output (in the model's frame);
+        None where the output's numbers are the answer."""
+        return None
 
-    def answer(self, output: np.ndarray, options: dict) -> dict:
+    def agrees(self, ours: object, theirs: object) -> bool:
+        """Whether two decisions are the same answer (parity, INT8's agreement)."""
+        return ours == theirs
+
+    def answer(self, prediction: Prediction, options: dict) -> dict:
         """One image's answer, as the API, the batch endpoint and the CLI give it."""
         raise NotImplementedError
 
@@ -69,8 +88,8 @@ class Kind:
         """The Open Inference Protocol outputs: name, datatype and shape of each."""
         raise NotImplementedError
 
-    def tensor(self, name: str, rows: list[np.ndarray], parameters: dict) -> Tensor:
-        """One Open Inference Protocol output for a batch's outputs; ValueError with a
+    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+        """One Open Inference Protocol output for a batch's predictions; ValueError with a
         message for the client when `parameters` can't be met."""
         raise NotImplementedError
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from app.errors import ApiError
-from app.kinds.base import Kind, Tensor
+from app.kinds.base import Kind, Prediction, Tensor
 
 PROBABILITIES, LABELS = "probabilities", "labels"
 PREDICTION = {
@@ -34,13 +34,13 @@ class Classifier(Kind):
 
     parameters: ClassVar[list[dict]] = [TOP_K]
 
-    def __init__(self, info: dict, defaults: Mapping[str, int]) -> None:
+    def __init__(self, info: dict, defaults: Mapping[str, float]) -> None:
         super().__init__(info, defaults)
         self.labels: list[str] = info["labels"]
 
     def default_top_k(self) -> int:
         """How many classes an answer lists when the request doesn't say."""
-        return min(self.defaults["top_k"], len(self.labels))
+        return min(int(self.defaults["top_k"]), len(self.labels))
 
     def bound_parameters(self) -> list[dict]:
         return [{**TOP_K, "schema": {**TOP_K["schema"], "maximum": len(self.labels)}}]
@@ -67,7 +67,8 @@ class Classifier(Kind):
             {"name": LABELS, "datatype": "BYTES", "shape": [-1, -1]},
         ]
 
-    def tensor(self, name: str, rows: list[np.ndarray], parameters: dict) -> Tensor:
+    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+        rows = [prediction.output for prediction in predictions]
         if name == PROBABILITIES:
             array = np.stack(rows).astype("<f4")
             return Tensor(name, "FP32", list(array.shape), array)

@@ -5,6 +5,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from app.kinds.base import Prediction
 from app.kinds.classes import PREDICTION, Classifier
 
 
@@ -51,7 +52,8 @@ class MultiLabel(Classifier):
     def decide(self, output: np.ndarray) -> frozenset[int]:
         return frozenset(self.passing(output))
 
-    def answer(self, output: np.ndarray, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict) -> dict:
+        output = prediction.output
         return {
             "kind": self.name,
             "labels": [self.labels[i] for i in self.passing(output)],

@@ -4,6 +4,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from app.kinds.base import Prediction
 from app.kinds.classes import PREDICTION, Classifier
 
 
@@ -29,6 +30,7 @@ class SingleLabel(Classifier):
     def decide(self, output: np.ndarray) -> frozenset[int]:
         return frozenset({int(output.argmax())})
 
-    def answer(self, output: np.ndarray, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict) -> dict:
+        output = prediction.output
         predictions = self.ranked(output, options["top_k"])
         return {**predictions[0], "predictions": predictions}

@@ -178,9 +178,10 @@ def _outputs(header: dict, names: list[str]) -> dict[str, tuple[bool, dict]]:
 def _encode(tensor: Tensor, binary: bool) -> tuple[dict, bytes]:
     """An output as JSON, or as its header entry and binary data."""
     entry = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
-    if tensor.datatype == "BYTES":
-        flat = list(tensor.data)
-        raw = b"".join(struct.pack("<I", len(b)) + b for b in (s.encode() for s in flat))
+    if tensor.datatype == "BYTES":  # str elements as UTF-8; bytes ones, in JSON, as base64
+        items = [b if isinstance(b, bytes) else b.encode() for b in tensor.data]
+        raw = b"".join(struct.pack("<I", len(b)) + b for b in items)
+        flat = [b if isinstance(b, str) else base64.b64encode(b).decode() for b in tensor.data]
     else:
         array = np.asarray(tensor.data)
         raw, flat = array.tobytes(), array.ravel().tolist()

@@ -32,9 +32,9 @@ def bright_or_dark(path: Path) -> str:
     return "bright" if brightness_of(path) > 0.5 else "dark"
 
 
-def centre_of(path: Path) -> torch.Tensor:
-    _, _, x, y = path.stem.split("_")
-    return tensor([[float(x), float(y)]])
+def centres_of(path: Path) -> torch.Tensor:  # the disc's centre, the square's
+    _, _, x, y, sx, sy = path.stem.split("_")
+    return tensor([[float(x), float(y)], [float(sx), float(sy)]])
 
 
 def mask_of(path: Path) -> Path:
@@ -94,6 +94,22 @@ def references(learn: Learner, probes: Path) -> list[dict]:
     return answers
 
 
+# The learners of others.py that answer something else than classes.
+VISION = ("regression", "keypoints", "keypoints_padded", "segmentation")
+
+
+def outputs(learn: Learner, probes: Path) -> list[dict]:
+    """learn.predict on each probe picture: its raw output and what it decoded (values,
+    points in the model's frame, a mask in the model's frame)."""
+    answers = []
+    for name in PROBES:
+        with learn.no_bar():
+            decoded, _, raw = learn.predict(PILImage.create(probes / f"{name}.png"))
+        decoded = decoded if isinstance(decoded, torch.Tensor) else raw
+        answers.append({"probe": name, "raw": raw.tolist(), "decoded": decoded.tolist()})
+    return answers
+
+
 def build(out: Path, only: list[str]) -> None:
     """Every learner, or those named in `only`."""
     probes = out / "probes"
@@ -114,6 +130,8 @@ def build(out: Path, only: list[str]) -> None:
         record = {"shape": name, "fastai": fastai.__version__}
         if name in SHAPES:
             record["probes"] = references(learn, probes)
+        elif name in VISION:
+            record["probes"] = outputs(learn, probes)
         (out / f"{name}.json").write_text(json.dumps(record))
         if name == "ch1_is_cat":
             learn.export(out / f"{WINDOWS}.pkl", pickle_module=windows_pickle_module())

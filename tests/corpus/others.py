@@ -12,17 +12,21 @@ from fastai.tabular.all import Normalize as TabularNormalize
 from fastai.text.all import AWD_LSTM, TextDataLoaders, text_classifier_learner
 from fastai.vision.all import (
     CategoryBlock,
+    ColReader,
     CrossEntropyLossFlat,
     DataBlock,
     ImageBlock,
     Learner,
     MSELossFlat,
+    Normalize,
     PointBlock,
     RandomSplitter,
     RegressionBlock,
     Resize,
     SegmentationDataLoaders,
+    aug_transforms,
     get_image_files,
+    imagenet_stats,
     resnet18,
     unet_learner,
     vision_learner,
@@ -34,58 +38,104 @@ from tests.corpus import SIZE, Shape, place, registrar
 
 OTHERS: dict[str, Shape] = {}
 other = registrar(OTHERS)
-CODES = ["background", "disc"]
+CODES = ["background", "disc", "square"]
 
 
 def drawn(root: Path, count: int = 32) -> list[Path]:
-    """Pictures of one disc each, named by what the learners below learn from them:
-    index, brightness (0-1), centre x and y in pixels; a mask of it beside each."""
+    """Pictures of a disc and a small square each, named by what the learners below learn
+    from them: index, brightness (0-1), the disc's centre and the square's, in pixels; a
+    mask of both beside each (0 background, 1 disc, 2 square)."""
     rng = random.Random(0)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     made = []
     for index in range(count):
         x, y, side = place(SIZE, rng)
+        sx, sy = rng.randrange(0, SIZE[0] - 12), rng.randrange(0, SIZE[1] - 12)
         level = rng.random()
         image = Image.new("RGB", SIZE, tuple(int(40 + level * 200) for _ in range(3)))
-        ImageDraw.Draw(image).ellipse([x, y, x + side, y + side], fill=(200, 30, 30))
-        path = root / f"{index}_{level:.3f}_{x + side / 2:.1f}_{y + side / 2:.1f}.png"
-        image.save(path)
         mask = Image.new("L", SIZE, 0)
-        ImageDraw.Draw(mask).ellipse([x, y, x + side, y + side], fill=1)
+        for picture, disc, square in ((image, (200, 30, 30), (30, 30, 200)), (mask, 1, 2)):
+            draw = ImageDraw.Draw(picture)
+            draw.ellipse([x, y, x + side, y + side], fill=disc)
+            draw.rectangle([sx, sy, sx + 11, sy + 11], fill=square)
+        centres = f"{x + side / 2:.1f}_{y + side / 2:.1f}_{sx + 6:.1f}_{sy + 6:.1f}"
+        path = root / f"{index}_{level:.3f}_{centres}.png"
+        image.save(path)
         mask.save(root / "masks" / path.name)
         made.append(path)
     return made
 
 
-@other("fastbook ch. 6 (biwi)", "DataBlock, RegressionBlock", "Resize(64)", "", "resnet18")
+def _dls(root: Path, target: object, get_y: object, item_tfms: object, batch_tfms=None):
+    return DataBlock(
+        blocks=(ImageBlock, target),
+        get_items=get_image_files,
+        get_y=get_y,
+        splitter=RandomSplitter(seed=42),
+        item_tfms=item_tfms,
+        batch_tfms=batch_tfms,
+    ).dataloaders(root, bs=8, num_workers=0)
+
+
+@other(
+    "fastbook ch. 6 (biwi)",
+    "DataBlock, RegressionBlock(n_out=2), ColReader",
+    "Resize(64)",
+    "",
+    "resnet18",
+)
 def regression(root: Path) -> object:
-    drawn(root)
+    """Two named values a picture (its brightness, the disc's x), read from a DataFrame."""
+    files = drawn(root)
+    frame = pd.DataFrame(
+        {
+            "fname": [str(f) for f in files],
+            "brightness": [notebook.brightness_of(f) for f in files],
+            "disc_x": [float(f.stem.split("_")[2]) / SIZE[0] for f in files],
+        }
+    )
     dls = DataBlock(
-        blocks=(ImageBlock, RegressionBlock),
-        get_items=get_image_files,
-        get_y=notebook.brightness_of,
+        blocks=(ImageBlock, RegressionBlock(n_out=2)),
+        get_x=ColReader("fname"),
+        get_y=ColReader(["brightness", "disc_x"]),
         splitter=RandomSplitter(seed=42),
         item_tfms=Resize(64),
-    ).dataloaders(root, bs=8, num_workers=0)
-    return vision_learner(dls, resnet18, pretrained=False, n_out=1, loss_func=MSELossFlat())
+    ).dataloaders(frame, bs=8, num_workers=0)
+    return vision_learner(dls, resnet18, pretrained=False, loss_func=MSELossFlat(), y_range=(0, 1))
 
 
-@other("fastbook ch. 6 (biwi)", "DataBlock, PointBlock", "Resize(64)", "", "resnet18")
+@other(
+    "fastbook ch. 6 (biwi)",
+    "DataBlock, PointBlock: two points a picture",
+    "Resize(64)",
+    "[*aug_transforms(size=(48, 64)), Normalize.from_stats(*imagenet_stats)]",
+    "resnet18",
+)
 def keypoints(root: Path) -> object:
+    """The book's head-pose pipeline, at small sizes: a crop Resize, then aug_transforms
+    resampling to (height, width) and explicit ImageNet statistics."""
     drawn(root)
-    dls = DataBlock(
-        blocks=(ImageBlock, PointBlock),
-        get_items=get_image_files,
-        get_y=notebook.centre_of,
-        splitter=RandomSplitter(seed=42),
-        item_tfms=Resize(64),
-    ).dataloaders(root, bs=8, num_workers=0)
+    batch = [*aug_transforms(size=(48, 64)), Normalize.from_stats(*imagenet_stats)]
+    dls = _dls(root, PointBlock, notebook.centres_of, Resize(64), batch)
+    return vision_learner(dls, resnet18, pretrained=False, y_range=(-1, 1))
+
+
+@other(
+    "fastbook ch. 6 (biwi)",
+    "DataBlock, PointBlock: two points a picture",
+    "Resize(64, method='pad', pad_mode='zeros')",
+    "",
+    "resnet18",
+)
+def keypoints_padded(root: Path) -> object:
+    drawn(root)
+    dls = _dls(root, PointBlock, notebook.centres_of, Resize(64, method="pad", pad_mode="zeros"))
     return vision_learner(dls, resnet18, pretrained=False, y_range=(-1, 1))
 
 
 @other(
     "fastbook ch. 1 (CamVid)",
-    "SegmentationDataLoaders.from_label_func",
+    "SegmentationDataLoaders.from_label_func, codes",
     "Resize(64)",
     "",
     "unet_learner(resnet18)",
@@ -131,11 +181,5 @@ def text(root: Path) -> object:
 @other("a notebook", "DataBlock", "Resize(64)", "", "a network class defined in the notebook")
 def network_from_the_notebook(root: Path) -> object:
     drawn(root)
-    dls = DataBlock(
-        blocks=(ImageBlock, CategoryBlock),
-        get_items=get_image_files,
-        get_y=notebook.bright_or_dark,
-        splitter=RandomSplitter(seed=42),
-        item_tfms=Resize(64),
-    ).dataloaders(root, bs=8, num_workers=0)
+    dls = _dls(root, CategoryBlock, notebook.bright_or_dark, Resize(64))
     return Learner(dls, notebook.NotebookNet(), loss_func=CrossEntropyLossFlat())

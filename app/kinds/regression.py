@@ -1,0 +1,50 @@
+"""Image regression (`RegressionBlock`): the values the network gives, as learn.predict
+gives them (a y_range's sigmoid is part of the network), named where the learner's
+targets were read from named columns."""
+
+from typing import ClassVar
+
+import numpy as np
+
+from app.kinds.base import Kind, Prediction, Tensor
+
+VALUES = "values"
+
+
+class Regression(Kind):
+    name = "regression"
+    schemas: ClassVar[dict[str, dict]] = {
+        "RegressionResult": {
+            "type": "object",
+            "description": "An image regression model's answer: its values, in order.",
+            "required": ["kind", "values", "names"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["regression"]},
+                "values": {"type": "array", "items": {"type": "number"}},
+                "names": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "nullable": True,
+                    "description": "Each value's name, where the learner has them.",
+                },
+            },
+        }
+    }
+
+    @property
+    def count(self) -> int:
+        return int(np.prod(self.info["output"]["shape"]))
+
+    def answer(self, prediction: Prediction, options: dict) -> dict:
+        values = [round(float(v), 6) for v in np.ravel(prediction.output)]
+        return {"kind": self.name, "values": values, "names": self.info.get("names")}
+
+    def outputs(self) -> list[dict]:
+        return [{"name": VALUES, "datatype": "FP32", "shape": [-1, self.count]}]
+
+    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+        array = np.stack([np.ravel(p.output) for p in predictions]).astype("<f4")
+        return Tensor(name, "FP32", list(array.shape), array)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "names": self.info.get("names"), "count": self.count}

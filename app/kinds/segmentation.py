@@ -1,0 +1,163 @@
+"""Segmentation (`MaskBlock`, `unet_learner`): a class for every pixel of the photo.
+
+The graph gives each class's probability at every pixel of the model's input (the
+loss function's softmax over the class axis); the answer's mask takes, for every
+pixel of the photo, the most probable class at the model's pixel it maps to
+(nearest neighbour, through the preprocessing's frame: app/inference/preprocess.py),
+so parts of the photo that Resize cropped away take the class at the nearest edge
+of what the model saw. The mask is a palette PNG whose pixel values are the class
+ids and whose palette is the classes' colours: one image for programs and people.
+It is at the photo's size up to MAX_MASK_MEGAPIXELS, and scaled down (keeping the
+aspect ratio) past it, so one request's mask can't take more memory than that.
+"""
+
+import base64
+import io
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+from app.errors import ApiError
+from app.inference.preprocess import Preprocessor
+from app.kinds.base import Kind, Prediction, Tensor
+from app.kinds.keypoints import SIZE
+
+MASK, MASK_PNG, AREAS = "mask", "mask_png", "areas"
+PALETTE = [
+    "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+]  # fmt: skip
+MASK_OPTION = {
+    "name": "mask",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": True},
+    "description": "A segmentation model's: false leaves the mask out, when only the areas "
+    "are wanted.",
+}
+AGREEMENT = 0.999  # of a mask's pixels: ties between classes aside, the same class
+
+
+class Segmentation(Kind):
+    name = "segmentation"
+    draws_on_photo = True
+    parameters: ClassVar[list[dict]] = [MASK_OPTION]
+    schemas: ClassVar[dict[str, dict]] = {
+        "SegmentationResult": {
+            "type": "object",
+            "description": "A segmentation model's answer: a class for every pixel of the "
+            "upright photo, as a palette PNG of class ids, and each class's share of it.",
+            "required": ["kind", "classes", "palette", "areas", "image", "mask_size"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["segmentation"]},
+                "classes": {"type": "array", "items": {"type": "string"}},
+                "palette": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Each class's colour in the mask, as #rrggbb.",
+                },
+                "mask": {
+                    "type": "string",
+                    "description": "data:image/png;base64: a palette PNG whose pixel values "
+                    "are class ids (left out with mask=false).",
+                },
+                "areas": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number"},
+                    "description": "Each class's fraction of the photo.",
+                },
+                "image": SIZE,
+                "mask_size": {
+                    **SIZE,
+                    "description": "The mask's size: the photo's, or "
+                    "scaled down to MAX_MASK_MEGAPIXELS.",
+                },
+            },
+        }
+    }
+
+    def __init__(self, info: dict, defaults: dict) -> None:
+        super().__init__(info, defaults)
+        self.preprocessor = Preprocessor(info["preprocessing"])
+        count = info["output"]["shape"][0]
+        self.classes: list[str] = info.get("classes") or [str(i) for i in range(count)]
+        self.palette = [PALETTE[i % len(PALETTE)] for i in range(len(self.classes))]
+
+    def options(self, query: dict) -> dict:
+        raw = str(query.get("mask", "true")).lower()
+        if raw not in ("true", "false", "1", "0"):
+            raise ApiError("invalid_option", f"mask must be true or false, not {raw[:20]!r}.")
+        return {"mask": raw in ("true", "1")}
+
+    def decide(self, output: np.ndarray) -> np.ndarray:
+        return np.asarray(output).argmax(axis=0)
+
+    def agrees(self, ours: object, theirs: object) -> bool:
+        ours, theirs = np.asarray(ours), np.asarray(theirs)
+        return ours.shape == theirs.shape and float(np.mean(ours == theirs)) >= AGREEMENT
+
+    def mask(self, prediction: Prediction) -> np.ndarray:
+        """The class ids at the photo's size (or scaled down to MAX_MASK_MEGAPIXELS)."""
+        ids = self.decide(prediction.output)
+        width, height = prediction.size
+        fit = min(1.0, (self.defaults["max_mask_pixels"] / (width * height)) ** 0.5)
+        out = (max(1, round(width * fit)), max(1, round(height * fit)))
+        frame = self.preprocessor.frame(prediction.decoded)
+        # The centre of each mask pixel, in the decoded photo, then in the model's input.
+        centres = [
+            (np.arange(n) + 0.5) * decoded / n
+            for n, decoded in zip(out, prediction.decoded, strict=True)
+        ]
+        x, y = frame.to_model(centres[0], centres[1])
+        columns = np.clip(np.floor(x).astype(int), 0, ids.shape[1] - 1)
+        rows = np.clip(np.floor(y).astype(int), 0, ids.shape[0] - 1)
+        return ids[np.ix_(rows, columns)].astype(np.uint8)
+
+    def png(self, mask: np.ndarray) -> bytes:
+        image = Image.fromarray(mask, "P")
+        image.putpalette([int(c[i : i + 2], 16) for c in self.palette for i in (1, 3, 5)])
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
+
+    def areas(self, mask: np.ndarray) -> list[float]:
+        counts = np.bincount(mask.ravel(), minlength=len(self.classes))[: len(self.classes)]
+        return [round(float(c) / mask.size, 6) for c in counts]
+
+    def answer(self, prediction: Prediction, options: dict) -> dict:
+        mask = self.mask(prediction)
+        width, height = prediction.size
+        answer = {
+            "kind": self.name,
+            "classes": self.classes,
+            "palette": self.palette,
+            "areas": dict(zip(self.classes, self.areas(mask), strict=True)),
+            "image": {"width": width, "height": height},
+            "mask_size": {"width": mask.shape[1], "height": mask.shape[0]},
+        }
+        if options.get("mask", True):
+            answer["mask"] = "data:image/png;base64," + base64.b64encode(self.png(mask)).decode()
+        return answer
+
+    def outputs(self) -> list[dict]:
+        return [
+            {"name": MASK, "datatype": "UINT8", "shape": [-1, -1, -1]},
+            {"name": MASK_PNG, "datatype": "BYTES", "shape": [-1]},
+            {"name": AREAS, "datatype": "FP32", "shape": [-1, len(self.classes)]},
+        ]
+
+    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+        masks = [self.mask(p) for p in predictions]
+        if name == MASK_PNG:
+            return Tensor(name, "BYTES", [len(masks)], [self.png(m) for m in masks])
+        if name == AREAS:
+            array = np.array([self.areas(m) for m in masks], dtype="<f4")
+            return Tensor(name, "FP32", list(array.shape), array)
+        if len({m.shape for m in masks}) > 1:
+            raise ValueError(f"the images' masks differ in size: ask for {MASK_PNG!r} instead")
+        array = np.stack(masks)
+        return Tensor(name, "UINT8", list(array.shape), array)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "classes": self.classes, "palette": self.palette}
