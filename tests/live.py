@@ -49,6 +49,20 @@ def multipart(data: bytes, count: int = 1) -> tuple[bytes, dict]:
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
+def multipart_files(photos: list[bytes]) -> tuple[bytes, dict]:
+    """A multipart body of several files, each in a `file` field (a batch)."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{i}.png"\r\n'
+        "Content-Type: image/png\r\n\r\n".encode()
+        + photo
+        + b"\r\n"
+        for i, photo in enumerate(photos)
+    ]
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
 def partial_upload(port: int, sent: int = 100, declared: int = 200_000) -> socket.socket:
     """A connection that sent its headers and `sent` bytes of a `declared`-byte body."""
     head = (

@@ -23,11 +23,11 @@ from app.inference.preprocess import Preprocessor
 from app.main import create_app
 from compiler.fastai_lines import LINES, pickled_globals
 from compiler.parity import TOLERANCE
-from tests.corpus import WINDOWS, table
+from tests.corpus import PROBES, WINDOWS, table
 from tests.corpus.classifiers import SHAPES
 from tests.corpus.others import OTHERS
 from tests.helpers import ROOT, make_settings
-from tests.live import multipart, request, serve, serve_app
+from tests.live import multipart, multipart_files, request, serve, serve_app
 
 FASTAI_LINES = ("2.8", *LINES)  # the compile requirements' line, and the overlays beside it
 NAMES = [*SHAPES, WINDOWS]  # the classifiers: every one compiles in both lines
@@ -275,3 +275,75 @@ def test_a_mask_comes_at_the_photos_size(corpus: dict, line: str) -> None:
         assert np.mean(served == model[np.ix_(rows, columns)]) >= 0.999
         areas = np.bincount(served.ravel(), minlength=3) / served.size
         assert list(answer["areas"].values()) == pytest.approx(list(areas), abs=1e-6)
+
+
+VISION = ["regression", "keypoints", "segmentation"]
+
+
+def without_meta(answer: dict) -> dict:
+    return {k: v for k, v in answer.items() if k not in ("model", "elapsed_ms", "source")}
+
+
+def infer(port: int, name: str, photos: list[bytes], outputs: list[str] | None) -> tuple:
+    """An Open Inference Protocol request for `photos` (JSON, base64), asking for `outputs`."""
+    images = [base64.b64encode(photo).decode() for photo in photos]
+    body = {
+        "inputs": [{"name": "images", "datatype": "BYTES", "shape": [len(photos)], "data": images}]
+    }
+    if outputs is not None:
+        body["outputs"] = [{"name": output} for output in outputs]
+    headers = {"Content-Type": "application/json"}
+    status, payload, _ = request(
+        port, "POST", f"/v2/models/{name}/infer", json.dumps(body).encode(), headers
+    )
+    return status, json.loads(payload)
+
+
+@pytest.mark.parametrize("name", VISION)
+def test_every_surface_gives_the_same_answer(corpus: dict, name: str) -> None:
+    """The API, the batch endpoint, the Open Inference Protocol and the command line
+    answer a model of every kind with the same content."""
+    built = corpus["2.8", name]
+    paths = [built.export.parent / "probes" / f"{probe}.png" for probe in PROBES]
+    photos = [path.read_bytes() for path in paths]
+    with serve_app(create_app(make_settings(MODEL_PATH=str(built.onnx)))) as port:
+        singles = []
+        for photo in photos:
+            _, payload, _ = request(port, "POST", "/api/predict", *multipart(photo))
+            singles.append(without_meta(json.loads(payload)))
+        _, payload, _ = request(port, "POST", "/api/predict/batch", *multipart_files(photos))
+        assert [without_meta(r) for r in json.loads(payload)["results"]] == singles
+        _, metadata, _ = request(port, "GET", f"/v2/models/{name}")
+        names = [output["name"] for output in json.loads(metadata)["outputs"]]
+        status, answer = infer(port, name, photos, [n for n in names if n != "mask"])
+        assert status == 200, answer
+        tensors = {tensor["name"]: tensor for tensor in answer["outputs"]}
+        if name == "segmentation":
+            _, payload, _ = request(port, "POST", "/api/predict?mask=false", *multipart(photos[0]))
+            assert "mask" not in json.loads(payload)
+            assert json.loads(payload)["areas"] == singles[0]["areas"]
+            status, answer = infer(port, name, photos, None)  # `mask`: the sizes differ
+            assert status == 400 and "mask_png" in answer["error"]
+            status, answer = infer(port, name, photos[:1] * 2, ["mask"])
+            assert status == 200 and answer["outputs"][0]["datatype"] == "UINT8"
+    for index, single in enumerate(singles):
+        if name == "regression":
+            values = np.array(tensors["values"]["data"]).reshape(len(photos), -1)[index]
+            assert values.tolist() == pytest.approx(single["values"], abs=1e-6)
+        elif name == "keypoints":
+            points = [[p["x"], p["y"]] for p in single["points"]]
+            served = np.array(tensors["points"]["data"]).reshape(len(photos), -1, 2)[index]
+            assert np.abs(served - points).max() < 0.01
+        else:
+            png = base64.b64decode(tensors["mask_png"]["data"][index])
+            assert png == base64.b64decode(single["mask"].split(",", 1)[1])
+    cli = subprocess.run(
+        [sys.executable, "-m", "app", "predict", *map(str, paths)],
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PATH": str(built.onnx)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert [without_meta(json.loads(line)) for line in cli.stdout.splitlines()] == singles

@@ -133,10 +133,16 @@ def test_cli_prints_the_same_answers(
         assert line["labels"] == upload(colours_client, data)["labels"]
 
 
-def test_openapi_describes_both_kinds(colours_client: TestClient) -> None:
+def test_openapi_describes_every_kind(colours_client: TestClient) -> None:
     schemas = colours_client.get("/openapi.json").json()["components"]["schemas"]
     kinds = schemas["PredictResponse"]["oneOf"]
-    assert {k["$ref"].rsplit("/", 1)[1] for k in kinds} == {"SingleLabelAnswer", "MultiLabelAnswer"}
+    assert {k["$ref"].rsplit("/", 1)[1] for k in kinds} == {
+        "SingleLabelAnswer",
+        "MultiLabelAnswer",
+        "RegressionAnswer",
+        "KeypointsAnswer",
+        "SegmentationAnswer",
+    }
     assert schemas["MultiLabelAnswer"]["allOf"][0] == {
         "$ref": "#/components/schemas/MultiLabelResult"
     }
@@ -144,4 +150,10 @@ def test_openapi_describes_both_kinds(colours_client: TestClient) -> None:
     assert set(multi["required"]) == {"kind", "labels", "threshold", "predictions"}
     batch_items = schemas["BatchResponse"]["properties"]["results"]["items"]["oneOf"]
     assert {"$ref": "#/components/schemas/MultiLabelResult"} in batch_items
-    assert schemas["ModelInfo"]["properties"]["kind"]["enum"] == ["single-label", "multi-label"]
+    assert schemas["ModelInfo"]["properties"]["kind"]["enum"] == [
+        "single-label",
+        "multi-label",
+        "regression",
+        "keypoints",
+        "segmentation",
+    ]

@@ -5,14 +5,30 @@
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 
-type Classified = components["schemas"]["Result"] | components["schemas"]["MultiLabelResult"];
+type Schemas = components["schemas"];
+type Answer =
+  | Schemas["Result"]
+  | Schemas["MultiLabelResult"]
+  | Schemas["RegressionResult"]
+  | Schemas["KeypointsResult"]
+  | Schemas["SegmentationResult"];
 type ErrorCode = components["schemas"]["ErrorCode"];
 
 declare const process: { argv: string[]; exit(code: number): never }; // no @types/node needed
 
-// What a frontend shows: the top label, or the labels a multi-label model passes.
-export function headline(answer: Classified): string {
-  return "kind" in answer ? answer.labels.join(", ") || "(no label passes)" : answer.label;
+// What a frontend shows first, whichever kind of model answers (/api/model says which).
+export function headline(answer: Answer): string {
+  if (!("kind" in answer)) return answer.label; // single-label
+  switch (answer.kind) {
+    case "multi-label":
+      return answer.labels.join(", ") || "(no label passes)";
+    case "regression":
+      return answer.values.join(", ");
+    case "keypoints":
+      return `${answer.points.length} points`;
+    case "segmentation":
+      return Object.keys(answer.areas).join(", ");
+  }
 }
 
 async function main(): Promise<void> {
@@ -29,7 +45,7 @@ async function main(): Promise<void> {
   const json = await api.POST("/api/predict", { body: { image: photo }, params: { query: { top_k: 3 } } });
   if (!json.data) throw new Error(`classify failed: ${json.error?.error.code}`);
   seen.label = headline(json.data);
-  seen.predictions = json.data.predictions.length;
+  seen.predictions = "predictions" in json.data ? json.data.predictions.length : 0;
 
   const bytes = Uint8Array.from(atob(photo), (c) => c.charCodeAt(0));
   const blob = new Blob([bytes], { type: "image/jpeg" });
