@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from app.model import Model
 
 from app.inference.images import decode_image
+from app.inference.model import Model
 
 BATCHES = (1, 2, 4, 8)
 Setting = tuple[int, int, int]  # streams, intra-op threads, batch

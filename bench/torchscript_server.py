@@ -7,8 +7,8 @@ and port from the settings), so only the model differs from Pounce. Benchmark us
 
 import uvicorn
 
-from app.logs import logging_config
 from app.main import create_app
+from app.ops.logs import logging_config
 from app.settings import load_settings
 from bench.torchscript_model import TorchScriptModel
 

@@ -36,3 +36,18 @@ def test_the_layout_is_drawn_as_it_is(top: str) -> None:
         or (p.suffix == ".py" and p.name != "__init__.py")
     }
     assert drawn(top) == actual
+
+
+def test_every_import_of_app_names_what_is_there() -> None:
+    """bench/, scripts/, compiler/ and the tests import app's modules by name; each of
+    those modules exists and defines what is imported (bench/ isn't run by the suite)."""
+    import ast
+    import importlib
+
+    for folder in ("bench", "scripts", "compiler", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("app"):
+                    module = importlib.import_module(node.module)
+                    for alias in node.names:
+                        assert hasattr(module, alias.name), f"{path}: {node.module}.{alias.name}"
