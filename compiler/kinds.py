@@ -164,15 +164,14 @@ def _mask(decoded: torch.Tensor, output: np.ndarray) -> np.ndarray:
 
 # What learn.predict decoded, in the form the served kind decides it (app/kinds/), which
 # the kind's `agrees` compares: the labels' indices a classifier gives, a mask's class
-# ids; regression values and points are compared as numbers, within the parity
-# tolerance, so decide nothing more.
+# ids, and for regression values and points the numbers themselves.
 DECISIONS: dict[str, Callable[[torch.Tensor, np.ndarray], object]] = {
     "single-label": lambda decoded, output: frozenset({int(output.argmax())}),
     "multi-label": lambda decoded, output: frozenset(
         int(i) for i in np.flatnonzero(decoded.numpy())
     ),
-    "regression": lambda decoded, output: None,
-    "keypoints": lambda decoded, output: None,
+    "regression": lambda decoded, output: np.ravel(output),
+    "keypoints": lambda decoded, output: np.ravel(output),
     "segmentation": _mask,
 }
 

@@ -115,6 +115,15 @@ def colours_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_colours(tmp_path_factory.mktemp("colours"))
 
 
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The learner corpus (tests/corpus/), built by each fastai line and compiled, once a
+    session: by (fastai line, learner name)."""
+    from tests.corpus.compiled import build
+
+    return build(tmp_path_factory.mktemp("corpus"))
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real server process for a test module, ready; it may fetch from the local image

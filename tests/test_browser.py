@@ -248,3 +248,48 @@ def test_on_a_phone_the_answer_comes_into_view(browser, live: Live, script: bool
     page.wait_for_selector("#result .top-label", timeout=20_000)
     page.wait_for_function(IN_VIEW, timeout=5_000)
     context.close()
+
+
+def drawn(page, name: str) -> None:
+    """What each kind of answer shows: values by name, points on the photo, a mask over it
+    with its legend and an opacity control (which works without JavaScript too)."""
+    page.wait_for_selector("#result h2", timeout=20_000)
+    if name == "regression":
+        names = page.locator("#result table.values tbody th").all_inner_texts()
+        assert names == ["brightness", "disc_x"]
+    elif name == "keypoints":
+        assert page.locator("#result figure.drawn svg circle").count() == 2
+        assert page.is_visible("#result figure.drawn img")
+    else:
+        assert page.is_visible("#result figure.drawn .mask")
+        assert page.locator("#result .legend li").count() == 3
+        mask = "#result .mask"
+        assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "0.5"
+        page.click("label[for=opacity-100]")
+        assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "1"
+
+
+@pytest.mark.parametrize("name", ["regression", "keypoints", "segmentation"])
+def test_every_kind_is_drawn_with_and_without_javascript(
+    browser, corpus: dict, tmp_path: Path, name: str
+) -> None:
+    built = corpus["2.8", name]
+    probe = built.export.parent / "probes" / "wide-300x100.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serve(tmp_path, MODEL_PATH=str(built.onnx)) as server:
+        for script in (True, False):
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, java_script_enabled=script
+            )
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            page.set_input_files("#file", str(probe))
+            if not script:
+                page.click("#upload-form button[type=submit]")
+            drawn(page, name)
+            if script:
+                assert violations(page) == []
+                assert page.is_hidden("#preview-figure") == (name != "regression")
+            shot = f"home-{name}{'' if script else '-no-javascript'}.png"
+            page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+            context.close()

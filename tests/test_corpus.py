@@ -10,8 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +23,10 @@ from compiler.fastai_lines import LINES, pickled_globals
 from compiler.parity import TOLERANCE
 from tests.corpus import PROBES, WINDOWS, table
 from tests.corpus.classifiers import SHAPES
-from tests.corpus.others import OTHERS
+from tests.corpus.compiled import FASTAI_LINES, Built
 from tests.helpers import ROOT, make_settings
 from tests.live import multipart, multipart_files, request, serve, serve_app
 
-FASTAI_LINES = ("2.8", *LINES)  # the compile requirements' line, and the overlays beside it
 NAMES = [*SHAPES, WINDOWS]  # the classifiers: every one compiles in both lines
 # The names each export's pickle wants that compiling has no need of, by line: fastai
 # 2.7 pickles the notebook's functions by reference, 2.8 (cloudpickle) by value.
@@ -39,72 +36,6 @@ STOOD_IN = {
     ("2.7", "ch5_regex_labeller_helper_module"): "corpus_labels.label_of",
     ("2.8", "ch5_regex_labeller_helper_module"): "corpus_labels.label_of",
 }
-
-
-def line_env(line: str) -> dict[str, str]:
-    """The environment of a process that runs `line` (its overlay first on the path)."""
-    if line not in LINES:
-        return dict(os.environ)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(LINES[line]), str(ROOT)])}
-
-
-@dataclass
-class Built:
-    export: Path
-    onnx: Path
-    compile: subprocess.CompletedProcess
-    reference: dict
-
-
-def _compile(export: Path) -> subprocess.CompletedProcess:
-    """`python -m app compile`, in a fresh process of the compile requirements' line."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "compile",
-            str(export),
-            "-o",
-            str(export.with_suffix(".onnx")),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Built]:
-    """Every shape, built by each fastai line (side by side), then compiled two at a time."""
-    root = tmp_path_factory.mktemp("corpus")
-    builds = {
-        line: subprocess.Popen(
-            [sys.executable, "-m", "tests.corpus", str(root / line)],
-            cwd=ROOT,
-            env=line_env(line),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for line in FASTAI_LINES
-    }
-    for line, build in builds.items():
-        output, _ = build.communicate(timeout=1200)
-        assert build.returncode == 0, f"building the fastai {line} corpus failed:\n{output}"
-    exports = [root / line / f"{name}.pkl" for line in FASTAI_LINES for name in [*NAMES, *OTHERS]]
-    with ThreadPoolExecutor(2) as pool:
-        compiled = list(pool.map(_compile, exports))
-    return {
-        (export.parent.name, export.stem): Built(
-            export,
-            export.with_suffix(".onnx"),
-            run,
-            json.loads(export.with_suffix(".json").read_text()),
-        )
-        for export, run in zip(exports, compiled, strict=True)
-    }
 
 
 @pytest.mark.parametrize("line", FASTAI_LINES)

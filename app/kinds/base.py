@@ -72,9 +72,9 @@ class Kind:
         return {}
 
     def decide(self, output: np.ndarray) -> object:
-        """What `learn.predict` would decode from one image's output (in the model's frame);
-        None where the output's numbers are the answer."""
-        return None
+        """What `learn.predict` would decode from one image's output (in the model's frame):
+        labels, a mask, or the numbers themselves."""
+        raise NotImplementedError
 
     def agrees(self, ours: object, theirs: object) -> bool:
         """Whether two decisions are the same answer (parity, INT8's agreement)."""
