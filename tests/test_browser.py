@@ -263,10 +263,13 @@ def drawn(page, name: str) -> None:
     else:
         assert page.is_visible("#result figure.drawn .mask")
         assert page.locator("#result .legend li").count() == 3
-        mask = "#result .mask"
-        assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "0.5"
-        page.click("label[for=opacity-100]")
-        assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "1"
+
+
+def opacity_follows_the_control(page) -> None:
+    mask = "#result .mask"
+    assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "0.5"
+    page.click("label[for=opacity-100]")
+    assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "1"
 
 
 @pytest.mark.parametrize("name", ["regression", "keypoints", "segmentation"])
@@ -274,7 +277,7 @@ def test_every_kind_is_drawn_with_and_without_javascript(
     browser, corpus: dict, tmp_path: Path, name: str
 ) -> None:
     built = corpus["2.8", name]
-    probe = built.export.parent / "probes" / "wide-300x100.png"
+    probe = built.export.parent / "probes" / "scene-wide-300x100.png"
     ARTIFACTS.mkdir(exist_ok=True)
     with serve(tmp_path, MODEL_PATH=str(built.onnx)) as server:
         for script in (True, False):
@@ -292,4 +295,6 @@ def test_every_kind_is_drawn_with_and_without_javascript(
                 assert page.is_hidden("#preview-figure") == (name != "regression")
             shot = f"home-{name}{'' if script else '-no-javascript'}.png"
             page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+            if name == "segmentation":
+                opacity_follows_the_control(page)
             context.close()

@@ -21,7 +21,7 @@ from app.inference.preprocess import Preprocessor
 from app.main import create_app
 from compiler.fastai_lines import LINES, pickled_globals
 from compiler.parity import TOLERANCE
-from tests.corpus import PROBES, WINDOWS, table
+from tests.corpus import SCENES, WINDOWS, table
 from tests.corpus.classifiers import SHAPES
 from tests.corpus.compiled import FASTAI_LINES, Built
 from tests.helpers import ROOT, make_settings
@@ -235,7 +235,7 @@ def test_every_surface_gives_the_same_answer(corpus: dict, name: str) -> None:
     """The API, the batch endpoint, the Open Inference Protocol and the command line
     answer a model of every kind with the same content."""
     built = corpus["2.8", name]
-    paths = [built.export.parent / "probes" / f"{probe}.png" for probe in PROBES]
+    paths = [built.export.parent / "probes" / f"{probe}.png" for probe in SCENES]
     photos = [path.read_bytes() for path in paths]
     with serve_app(create_app(make_settings(MODEL_PATH=str(built.onnx)))) as port:
         singles = []

@@ -28,6 +28,7 @@ ensure_torchvision()  # before any module of the corpus imports fastai
 
 LABELS = ("disc", "square")
 PROBES = {"wide-300x100": (300, 100), "tall-100x180": (100, 180), "small-64x64": (64, 64)}
+SCENES = {"scene-wide-300x100": (300, 100), "scene-tall-100x180": (100, 180)}  # for others.py
 SIZE = (96, 72)  # the training pictures'; the probes have other sizes and aspect ratios
 WINDOWS = "ch1_is_cat_windows"  # ch1_is_cat again, exported as if on Windows
 
@@ -71,6 +72,27 @@ def picture(label: str, size: tuple[int, int], rng: random.Random) -> Image.Imag
     draw = ImageDraw.Draw(image)
     (draw.ellipse if label == "disc" else draw.rectangle)([x, y, x + side, y + side], fill=fill)
     return image
+
+
+def scene(size: tuple[int, int], rng: random.Random) -> tuple[Image.Image, Image.Image, dict]:
+    """What others.py's learners learn from: a red disc and a small blue square on a
+    grey of some brightness; its mask (0 background, 1 disc, 2 square); the facts."""
+    x, y, side = place(size, rng)
+    small = max(4, min(size) // 6)
+    sx, sy = rng.randrange(0, size[0] - small), rng.randrange(0, size[1] - small)
+    level = rng.random()
+    image = Image.new("RGB", size, tuple(int(40 + level * 200) for _ in range(3)))
+    mask = Image.new("L", size, 0)
+    for picture, disc, square in ((image, (200, 30, 30), (30, 30, 200)), (mask, 1, 2)):
+        draw = ImageDraw.Draw(picture)
+        draw.ellipse([x, y, x + side, y + side], fill=disc)
+        draw.rectangle([sx, sy, sx + small - 1, sy + small - 1], fill=square)
+    facts = {
+        "level": level,
+        "disc": (x + side / 2, y + side / 2),
+        "square": (sx + small / 2, sy + small / 2),
+    }
+    return image, mask, facts
 
 
 def pictures(root: Path, layout: str, count: int = 40) -> list[Path]:

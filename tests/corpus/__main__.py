@@ -17,7 +17,7 @@ import fastai
 import torch
 from fastai.vision.all import L, Learner, PILImage, set_seed, tensor
 
-from tests.corpus import LABELS, PROBES, WINDOWS, picture
+from tests.corpus import LABELS, PROBES, SCENES, WINDOWS, picture, scene
 
 
 def is_cat(name: str) -> bool:  # fastbook ch. 1's label function
@@ -99,10 +99,10 @@ VISION = ("regression", "keypoints", "keypoints_padded", "segmentation")
 
 
 def outputs(learn: Learner, probes: Path) -> list[dict]:
-    """learn.predict on each probe picture: its raw output and what it decoded (values,
+    """learn.predict on each probe scene: its raw output and what it decoded (values,
     points in the model's frame, a mask in the model's frame)."""
     answers = []
-    for name in PROBES:
+    for name in SCENES:
         with learn.no_bar():
             decoded, _, raw = learn.predict(PILImage.create(probes / f"{name}.png"))
         decoded = decoded if isinstance(decoded, torch.Tensor) else raw
@@ -117,6 +117,8 @@ def build(out: Path, only: list[str]) -> None:
     rng = random.Random(7)
     for index, (name, size) in enumerate(PROBES.items()):
         picture(LABELS[index % 2], size, rng).save(probes / f"{name}.png")
+    for name, size in SCENES.items():
+        scene(size, rng)[0].save(probes / f"{name}.png")
     torch.set_num_threads(1)  # the lines build side by side
     for name, recipe in {**SHAPES, **OTHERS}.items():
         if only and name not in only:
@@ -125,7 +127,10 @@ def build(out: Path, only: list[str]) -> None:
         learn = recipe.make(out / "data" / name)
         learn.path = out
         with learn.no_bar(), learn.no_logging():
-            learn.fit(1, 1e-3)
+            if name in VISION:  # enough to find the disc and the square, for the page's pictures
+                learn.fit_one_cycle(6, 1e-2)
+            else:
+                learn.fit(1, 1e-3)
         learn.export(out / f"{name}.pkl")
         record = {"shape": name, "fastai": fastai.__version__}
         if name in SHAPES:

@@ -31,10 +31,9 @@ from fastai.vision.all import (
     unet_learner,
     vision_learner,
 )
-from PIL import Image, ImageDraw
 
 import __main__ as notebook  # the build's "notebook": tests/corpus/__main__.py
-from tests.corpus import SIZE, Shape, place, registrar
+from tests.corpus import SIZE, Shape, registrar, scene
 
 OTHERS: dict[str, Shape] = {}
 other = registrar(OTHERS)
@@ -42,24 +41,16 @@ CODES = ["background", "disc", "square"]
 
 
 def drawn(root: Path, count: int = 32) -> list[Path]:
-    """Pictures of a disc and a small square each, named by what the learners below learn
-    from them: index, brightness (0-1), the disc's centre and the square's, in pixels; a
-    mask of both beside each (0 background, 1 disc, 2 square)."""
+    """Scenes (tests/corpus: a disc and a small square each), named by what the learners
+    below learn from them: index, brightness (0-1), the disc's centre and the square's,
+    in pixels; each one's mask beside it in masks/."""
     rng = random.Random(0)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     made = []
     for index in range(count):
-        x, y, side = place(SIZE, rng)
-        sx, sy = rng.randrange(0, SIZE[0] - 12), rng.randrange(0, SIZE[1] - 12)
-        level = rng.random()
-        image = Image.new("RGB", SIZE, tuple(int(40 + level * 200) for _ in range(3)))
-        mask = Image.new("L", SIZE, 0)
-        for picture, disc, square in ((image, (200, 30, 30), (30, 30, 200)), (mask, 1, 2)):
-            draw = ImageDraw.Draw(picture)
-            draw.ellipse([x, y, x + side, y + side], fill=disc)
-            draw.rectangle([sx, sy, sx + 11, sy + 11], fill=square)
-        centres = f"{x + side / 2:.1f}_{y + side / 2:.1f}_{sx + 6:.1f}_{sy + 6:.1f}"
-        path = root / f"{index}_{level:.3f}_{centres}.png"
+        image, mask, facts = scene(SIZE, rng)
+        centres = "_".join(f"{v:.1f}" for v in (*facts["disc"], *facts["square"]))
+        path = root / f"{index}_{facts['level']:.3f}_{centres}.png"
         image.save(path)
         mask.save(root / "masks" / path.name)
         made.append(path)
