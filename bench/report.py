@@ -177,6 +177,34 @@ def tuning(r: Results) -> list[str]:
     ]
 
 
+def kinds(r: Results) -> list[str]:
+    """A model of each other kind beside the classifier, the same server and photo."""
+    head = ["kind", "network and input", f"img/s c={C}", "p50 ms", "p99 ms", "c=1 ms"]
+    head += ["RSS ready MB", "RSS after MB"]
+    runs = [("single-label (the default model)", r.runs["pounce"]), *r.kinds.items()]
+    rows = []
+    for kind, run in runs:
+        result, alone = run.loads[C], run.single[LOAD_PHOTO]
+        rows.append(
+            [
+                kind,
+                "EfficientNet-Lite0, 224x224" if run is r.runs["pounce"] else run.setting,
+                f"{result.throughput:.1f}",
+                f"{result.p50_ms:.0f}",
+                f"{result.p99_ms:.0f}",
+                f"{alone.p50_ms:.1f}",
+                f"{run.rss_ready_mb:.0f}",
+                f"{run.rss_after_mb:.0f}",
+            ]
+        )
+    return [
+        *table(head, rows),
+        "",
+        f"Each served by Pounce's defaults and loaded with the {LOAD_PHOTO} photo; the "
+        "segmentation model's answers carry the mask at the photo's size (a palette PNG).",
+    ]
+
+
 def markdown(r: Results) -> str:
     lines = [
         "# Benchmarks",
@@ -207,6 +235,10 @@ def markdown(r: Results) -> str:
         "## INT8 beside fp32",
         "",
         *int8(r),
+        "",
+        "## Other kinds of model",
+        "",
+        *(kinds(r) if r.kinds else ["Not measured in this run."]),
         "",
         "## ONNX in-process ceiling (no HTTP)",
         "",

@@ -75,12 +75,12 @@ class Results:
     pounce_defaults: str
     int8: dict  # the INT8 compile's quantization figures (compiler/quantize.py)
     ceiling_int8: Ceiling  # the same in-process ceiling, for the INT8 model
+    kinds: dict[str, ServerRun] = field(default_factory=dict)  # the other kinds, at c=16
 
     def all_loads(self) -> list[LoadResult]:
         """Every wrk run, for the load generator's own CPU use."""
-        loads = [
-            r for run in self.runs.values() for r in (*run.single.values(), *run.loads.values())
-        ]
+        runs = (*self.runs.values(), *self.kinds.values())
+        loads = [r for run in runs for r in (*run.single.values(), *run.loads.values())]
         return loads + [v.result for v in (*self.litserve, *self.pounce)]
 
     @property

@@ -37,6 +37,7 @@ from bench.contenders import (
     pounce_variants,
     torchscript,
 )
+from bench.kinds import KINDS
 from bench.load import load, wrk_path, wrk_version
 from bench.report import write
 from bench.results import (
@@ -91,6 +92,35 @@ def benchmark(server: Server, photos: dict[str, Path], budget: Budget, port: int
     finally:
         server.stop()
     return run
+
+
+def other_kinds(photo: Path, budget: Budget, port: int) -> dict[str, ServerRun]:
+    """A model of each other kind (bench/kinds.py), compiled, served by Pounce's defaults
+    and measured at TUNING_CONCURRENCY with the load photo: throughput, latency, memory."""
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="bench-kinds-") as folder:
+        subprocess.run([PYTHON, "-m", "bench.kinds", folder], cwd=ROOT, check=True)
+        for kind in KINDS:
+            onnx = Path(folder) / f"{kind}.onnx"
+            compile_in_child(Path(folder) / f"{kind}.pkl", onnx, say=print)
+            server = pounce({"MODEL_PATH": str(onnx)}, name=f"pounce-{kind}")
+            server.start(port)
+            try:
+                run = ServerRun(kind, KINDS[kind], server.cold_start_s, server.rss_ready_mb)
+                run.single[LOAD_PHOTO] = load(
+                    server, photo, 1, budget.single_seconds, budget.single_requests
+                )
+                result = load(server, photo, TUNING_CONCURRENCY, budget.seconds, budget.requests)
+                run.loads[TUNING_CONCURRENCY] = result
+                run.requests = result.ok + run.single[LOAD_PHOTO].ok
+                run.rss_after_mb = rss_mb(server.session)
+            finally:
+                server.stop()
+            print(
+                f"  {kind}: {result.throughput:.1f} img/s, p99 {result.p99_ms:.0f} ms", flush=True
+            )
+            runs[kind] = run
+    return runs
 
 
 def tune(
@@ -185,6 +215,8 @@ def main() -> None:
         runs["litserve"] = benchmark(litserve(best.env, best.setting), paths, budget, args.port)
         print(f"choosing Pounce's defaults at c={TUNING_CONCURRENCY}...", flush=True)
         swept = tune(pounce_variants(), pounce, paths[LOAD_PHOTO], budget, args.port)
+        print("the other kinds of model...", flush=True)
+        kinds = other_kinds(paths[LOAD_PHOTO], budget, args.port)
     results = Results(
         when=time.strftime("%Y-%m-%d"),
         machine=machine(),
@@ -200,6 +232,7 @@ def main() -> None:
         pounce_defaults=describe(defaults),
         int8=read_info(INT8_MODEL)["quantization"],
         ceiling_int8=ceil_int8,
+        kinds=kinds,
     )
     SAVED.parent.mkdir(exist_ok=True)
     SAVED.write_bytes(pickle.dumps(results))

@@ -119,7 +119,7 @@ def compile_file(
             say(
                 f"INT8, calibrated on {info['quantization']['calibration']['images']} photos: "
                 f"fp32's answer on {held['same_labels']} of {held['images']} held-out images "
-                f"({held['agreement']:.1%}), largest probability difference "
+                f"({held['agreement']:.1%}), largest difference in the output "
                 f"{held['max_abs_diff']:.2g}"
             )
     _write(out, _with_info(graph, info))
