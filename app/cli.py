@@ -188,12 +188,12 @@ def compile_model(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app", description="Pounce image classifier.")
+    parser = argparse.ArgumentParser(prog="python -m app", description="Pounce: a fastai vision model on the web.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the web app and API (configured by env)")
     serve_cmd.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     serve_cmd.set_defaults(func=serve)
-    predict_cmd = commands.add_parser("predict", help="classify files, folders or URLs")
+    predict_cmd = commands.add_parser("predict", help="predict files, folders or URLs (JSON lines)")
     predict_cmd.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
     predict_cmd.add_argument(
         "--top-k", default=None, help="classes per image, 1 to the model's (as the API's top_k)"
