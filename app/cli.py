@@ -188,7 +188,9 @@ def compile_model(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app", description="Pounce: a fastai vision model on the web.")
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description="Pounce: a fastai vision model on the web."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the web app and API (configured by env)")
     serve_cmd.add_argument("--reload", action="store_true", help="restart on code changes (dev)")

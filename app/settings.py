@@ -171,7 +171,8 @@ SETTINGS = (
             "largest image (width x height), checked before decoding"),
     Setting("max_mask_megapixels", "MAX_MASK_MEGAPIXELS", Number(float, 0.001), "4",
             "largest mask a segmentation model answers with: a bigger photo's mask is scaled "
-            "down to it, which bounds each answer's memory ([models.md](models.md#segmentation))"),
+            "down to it, which bounds each answer's memory "
+            "([models.md](models.md#what-each-kind-answers))"),
     Setting("max_batch_items", "MAX_BATCH_ITEMS", Number(int, 1, 256), "16",
             "images in one `/api/predict/batch` request"),
     Setting("cors_origins", "CORS_ORIGINS",
