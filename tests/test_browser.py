@@ -235,16 +235,23 @@ IN_VIEW = """() => {
 }"""
 
 
-@pytest.mark.parametrize("script", [True, False], ids=["javascript", "no-javascript"])
-def test_on_a_phone_the_answer_comes_into_view(browser, live: Live, script: bool) -> None:
+def send_photo(browser, port: int, photo: Path, script: bool, viewport: tuple[int, int]):
+    """A fresh page of the server at `port`, with `photo` chosen (and, without JavaScript,
+    the form posted); its context, to close."""
     context = browser.new_context(
-        viewport={"width": 360, "height": 740}, java_script_enabled=script
+        viewport={"width": viewport[0], "height": viewport[1]}, java_script_enabled=script
     )
     page = context.new_page()
-    page.goto(f"http://127.0.0.1:{live.port}/")
-    page.set_input_files("#file", str(CAT))
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.set_input_files("#file", str(photo))
     if not script:
         page.click("#upload-form button[type=submit]")
+    return context, page
+
+
+def test_on_a_phone_the_answer_comes_into_view(browser, live: Live) -> None:
+    """The answer lands below the fold of a 360x740 screen: the page scrolls to it."""
+    context, page = send_photo(browser, live.port, CAT, True, (360, 740))
     page.wait_for_selector("#result .top-label", timeout=20_000)
     page.wait_for_function(IN_VIEW, timeout=5_000)
     context.close()
@@ -281,14 +288,7 @@ def test_every_kind_is_drawn_with_and_without_javascript(
     ARTIFACTS.mkdir(exist_ok=True)
     with serve(tmp_path, MODEL_PATH=str(built.onnx)) as server:
         for script in (True, False):
-            context = browser.new_context(
-                viewport={"width": 1280, "height": 900}, java_script_enabled=script
-            )
-            page = context.new_page()
-            page.goto(f"http://127.0.0.1:{server.port}/")
-            page.set_input_files("#file", str(probe))
-            if not script:
-                page.click("#upload-form button[type=submit]")
+            context, page = send_photo(browser, server.port, probe, script, (1280, 900))
             drawn(page, name)
             if script:
                 assert violations(page) == []
