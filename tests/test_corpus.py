@@ -282,13 +282,13 @@ def test_every_surface_gives_the_same_answer(corpus: dict, name: str) -> None:
 
 
 def test_int8_is_offered_where_it_keeps_the_answers(corpus: dict, tmp_path: Path) -> None:
-    """compile --int8 for the other kinds: points keep their place within 1% of the frame
-    on held-out scenes (the kind's own agreement), so a keypoint model quantizes; masks
-    must keep 99.9% of their pixels, which this small unet's don't, so it is refused."""
+    """compile --int8 for the other kinds: points keep their place within 2.5% of the
+    frame on held-out scenes (the kind's own agreement), so a keypoint model quantizes;
+    masks must keep 99.9% of their pixels, which this small unet's don't: refused."""
     rng = random.Random(5)
-    for folder, size in (("calibration", SIZE), ("holdout", (120, 90))):
+    for folder, size, count in (("calibration", SIZE, 32), ("holdout", (120, 90), 12)):
         (tmp_path / folder).mkdir()
-        for index in range(12):
+        for index in range(count):
             scene(size, rng)[0].save(tmp_path / folder / f"{index}.png")
     runs = {}
     for name in ("keypoints", "segmentation"):

@@ -9,13 +9,14 @@ import asyncio
 
 import numpy as np
 import pytest
+from PIL import Image
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from app.errors import ApiError, Overloaded
 from app.inference.model import Model
 from app.inference.predictor import Predictor
-from app.kinds import kind_of
+from app.kinds import Prediction, kind_of
 from app.limits.admission import Admission
 from app.limits.budget import UploadBudget
 from app.limits.headers import BoundedHttpToolsProtocol
@@ -131,7 +132,7 @@ def test_the_predictor_runs_the_real_model() -> None:
     model = Model.load(COMPILED)
     kind = kind_of(model.info, {"top_k": 3})
 
-    async def run() -> tuple[np.ndarray, ApiError]:
+    async def run() -> tuple[Prediction, ApiError]:
         predictor = Predictor(
             model, max_pixels=10**7, max_batch=2, max_wait_ms=0, workers=1, prep_threads=1
         )
@@ -146,10 +147,16 @@ def test_the_predictor_runs_the_real_model() -> None:
             await predictor.stop()
         raise AssertionError("a bad image was predicted")
 
-    output, error = asyncio.run(run())
+    prediction, error = asyncio.run(run())
+    output = prediction.output
     assert output.shape == (1000,) and abs(float(output.sum()) - 1) < 1e-4
-    assert kind.answer(output, {"top_k": 3})["label"] in CAT_CLASSES
+    assert prediction.size == prediction.decoded == Image.open(CAT).size
+    assert kind.answer(prediction, {"top_k": 3})["label"] in CAT_CLASSES
     assert error.code == "unsupported_media_type"
+
+
+def prediction(output: object) -> Prediction:
+    return Prediction(np.asarray(output), (10, 10), (10, 10))
 
 
 def test_a_classifier_reads_and_checks_its_options() -> None:
@@ -162,7 +169,7 @@ def test_a_classifier_reads_and_checks_its_options() -> None:
         with pytest.raises(ApiError) as caught:
             kind.options({"top_k": bad})
         assert caught.value.code == "invalid_top_k"
-    answer = kind.answer(np.array([0.2, 0.7, 0.1]), {"top_k": 2})
+    answer = kind.answer(prediction([0.2, 0.7, 0.1]), {"top_k": 2})
     assert answer == {
         "label": "b",
         "probability": 0.7,
@@ -176,8 +183,8 @@ def test_a_multi_label_answer_is_fastais_decoding() -> None:
     kind = kind_of(info, {"top_k": 1})
     output = np.array([0.5, 0.9, 0.6])
     assert kind.decide(output) == frozenset({1, 2})
-    answer = kind.answer(output, kind.options({}))
+    answer = kind.answer(prediction(output), kind.options({}))
     assert answer["labels"] == ["b", "c"] and len(answer["predictions"]) == 3
     with pytest.raises(ValueError, match="classification must be an integer from 1 to 3"):
-        kind.tensor("labels", [output], {"classification": 4})
-    assert kind.tensor("labels", [output], {"classification": 2}).data == ["b", "c"]
+        kind.tensor("labels", [prediction(output)], {"classification": 4})
+    assert kind.tensor("labels", [prediction(output)], {"classification": 2}).data == ["b", "c"]

@@ -68,9 +68,9 @@ class Keypoints(Kind):
         return np.ravel(output)
 
     def agrees(self, ours: object, theirs: object) -> bool:
-        """The same points, within 1% of the model's frame (0.02 of its -1..1; parity holds
+        """The same points, within 2.5% of the model's frame (0.05 of its -1..1; parity holds
         them to 1e-4 besides; this is what INT8's agreement check asks)."""
-        return bool(np.abs(np.asarray(ours) - np.asarray(theirs)).max() <= 0.02)
+        return bool(np.abs(np.asarray(ours) - np.asarray(theirs)).max() <= 0.05)
 
     def answer(self, prediction: Prediction, options: dict) -> dict:
         width, height = prediction.size
