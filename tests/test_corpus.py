@@ -282,9 +282,13 @@ def test_every_surface_gives_the_same_answer(corpus: dict, name: str) -> None:
 
 
 def test_int8_is_offered_where_it_keeps_the_answers(corpus: dict, tmp_path: Path) -> None:
-    """compile --int8 for the other kinds: points keep their place within 2.5% of the
-    frame on held-out scenes (the kind's own agreement), so a keypoint model quantizes;
-    masks must keep 99.9% of their pixels, which this small unet's don't: refused."""
+    """compile --int8 for the other kinds, judged by the kind's own agreement on held-out
+    scenes. Points must keep their place within 2.5% of the frame: whether this briefly
+    trained resnet18 does depends on the weights its training reached, which differ by CPU
+    (0.027 of -1..1 trained on an Intel Xeon, 0.32 on an AMD EPYC with AVX2), so either
+    the compile refuses in one line, or the INT8 file it writes answers, through the CLI,
+    with fp32's points on the held-out scenes. Masks must keep 99.9% of their pixels, which
+    this small unet's don't: refused."""
     rng = random.Random(5)
     for folder, size, count in (("calibration", SIZE, 32), ("holdout", (120, 90), 12)):
         (tmp_path / folder).mkdir()
@@ -316,8 +320,34 @@ def test_int8_is_offered_where_it_keeps_the_answers(corpus: dict, tmp_path: Path
             text=True,
             timeout=600,
         )
-    assert runs["keypoints"].returncode == 0, runs["keypoints"].stderr
-    info = Model.load(tmp_path / "keypoints-int8.onnx").info
-    assert info["precision"] == "int8" and info["quantization"]["holdout"]["agreement"] >= 0.95
-    assert runs["segmentation"].returncode == 1
-    assert "below the 95% required" in runs["segmentation"].stderr.strip().splitlines()[-1]
+    for name, run in runs.items():
+        if name == "keypoints" and run.returncode == 0:
+            info = Model.load(tmp_path / "keypoints-int8.onnx").info
+            assert info["precision"] == "int8"
+            assert info["quantization"]["holdout"]["agreement"] >= 0.95
+            held = sorted((tmp_path / "holdout").glob("*.png"))
+            fp32, int8 = (
+                _points(model, held)
+                for model in (corpus["2.8", name].onnx, tmp_path / f"{name}-int8.onnx")
+            )
+            within = [np.abs(a - b).max() <= 0.025 * 90 for a, b in zip(fp32, int8, strict=True)]
+            assert sum(within) >= len(held) - 1  # 95% of the 24 images, mirrors included
+        else:
+            assert run.returncode == 1, run.stderr
+            assert "Traceback" not in run.stderr
+            assert "below the 95% required" in run.stderr.strip().splitlines()[-1]
+
+
+def _points(model: Path, photos: list[Path]) -> list[np.ndarray]:
+    """`python -m app predict`'s points for each photo, in its pixels."""
+    cli = subprocess.run(
+        [sys.executable, "-m", "app", "predict", *map(str, photos)],
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PATH": str(model)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    answers = [json.loads(line) for line in cli.stdout.splitlines()]
+    return [np.array([[p["x"], p["y"]] for p in answer["points"]]) for answer in answers]

@@ -54,7 +54,12 @@ def test_agreement_is_measured_on_held_out_photos(int8_model: Path) -> None:
     assert quantization["calibration"]["images"] == len(calibration) == 3
     assert held["images"] == 40 and not calibration & {n.split()[0] for n in held["set"]}
     assert held["agreement"] == held["same_labels"] / held["images"] >= MIN_AGREEMENT >= 0.95
-    assert held["max_abs_diff"] < 0.2
+    # The last layer stays float, which keeps the probabilities close: 0.11 where
+    # docs/models.md was measured and on an Intel Xeon with VNNI, 0.24 on an AMD EPYC with
+    # AVX2 and no VNNI (its integer kernels round otherwise; 0.17 simulated in float);
+    # with 8-bit logits it was 0.45-0.50.
+    assert "/network/_fc/Gemm" in quantization["float_layers"]
+    assert held["max_abs_diff"] < 0.3
     assert quantization["min_agreement"] == MIN_AGREEMENT
     # The parity figures are fp32's with learn.predict; quantization is checked against fp32.
     assert info["parity"]["max_abs_diff"] <= 1e-4
