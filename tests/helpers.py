@@ -4,6 +4,8 @@ holds only fixtures and the network guard)."""
 
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +68,19 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m app ARGS` as a user runs it, serving the default model unless `env`
+    names another MODEL_PATH."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PATH": str(MODEL), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def make_settings(**env: str) -> Settings:

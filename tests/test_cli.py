@@ -1,25 +1,11 @@
 """`python -m app predict`: JSON lines for files, folders and URLs."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from app.cli import NOT_COMPILED, expand
 from app.inference.images import SUFFIXES
-from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ROOT, ImageServer
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        cwd=ROOT,
-        env={**os.environ, "MODEL_PATH": str(MODEL), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ImageServer, run_cli
 
 
 def test_predicts_files_and_walks_folders(

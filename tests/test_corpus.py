@@ -6,7 +6,6 @@ answers as that line's `learn.predict` did. docs/models.md's table is this corpu
 import base64
 import io
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from compiler.parity import TOLERANCE
 from tests.corpus import SCENES, SIZE, WINDOWS, scene, table
 from tests.corpus.classifiers import SHAPES
 from tests.corpus.compiled import FASTAI_LINES, Built
-from tests.helpers import ROOT, make_settings
+from tests.helpers import ROOT, make_settings, run_cli
 from tests.live import multipart, multipart_files, request, serve, serve_app
 
 NAMES = [*SHAPES, WINDOWS]  # the classifiers: every one compiles in both lines
@@ -269,14 +268,7 @@ def test_every_surface_gives_the_same_answer(corpus: dict, name: str) -> None:
         else:
             png = base64.b64decode(tensors["mask_png"]["data"][index])
             assert png == base64.b64decode(single["mask"].split(",", 1)[1])
-    cli = subprocess.run(
-        [sys.executable, "-m", "app", "predict", *map(str, paths)],
-        cwd=ROOT,
-        env={**os.environ, "MODEL_PATH": str(built.onnx)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cli = run_cli("predict", *map(str, paths), MODEL_PATH=str(built.onnx))
     assert cli.returncode == 0, cli.stderr
     assert [without_meta(json.loads(line)) for line in cli.stdout.splitlines()] == singles
 
@@ -340,14 +332,7 @@ def test_int8_is_offered_where_it_keeps_the_answers(corpus: dict, tmp_path: Path
 
 def _points(model: Path, photos: list[Path]) -> list[np.ndarray]:
     """`python -m app predict`'s points for each photo, in its pixels."""
-    cli = subprocess.run(
-        [sys.executable, "-m", "app", "predict", *map(str, photos)],
-        cwd=ROOT,
-        env={**os.environ, "MODEL_PATH": str(model)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cli = run_cli("predict", *map(str, photos), MODEL_PATH=str(model))
     assert cli.returncode == 0, cli.stderr
     answers = [json.loads(line) for line in cli.stdout.splitlines()]
     return [np.array([[p["x"], p["y"]] for p in answer["points"]]) for answer in answers]

@@ -8,9 +8,6 @@ labels fastai's `learn.predict` decodes.
 
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from compiler.learner import read_learner
-from tests.helpers import ROOT, make_settings
+from tests.helpers import make_settings, run_cli
 from tests.learners import COLOURS, colour_pictures
 
 
@@ -118,14 +115,7 @@ def test_cli_prints_the_same_answers(
     made = colour_pictures(2, seed=11)
     for index, (_, data) in enumerate(made):
         (tmp_path / f"{index}.png").write_bytes(data)
-    run = subprocess.run(
-        [sys.executable, "-m", "app", "predict", str(tmp_path)],
-        cwd=ROOT,
-        env={**os.environ, "MODEL_PATH": str(colours_model)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_cli("predict", str(tmp_path), MODEL_PATH=str(colours_model))
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     for line, (_, data) in zip(lines, made, strict=True):
