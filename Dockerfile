@@ -5,8 +5,8 @@
 #             the model (build argument MODEL, default export.pkl; an export of fastai 2.7 or
 #             2.8) into /opt/model/model.onnx,
 #             proving parity with learn.predict as it does (a mismatch fails the build)
-#   dev     - build + test/lint tools, for training and compiling; mount the source at
-#             /app; uvicorn --reload
+#   dev     - build + test/lint tools and chromium, for training, compiling and testing; mount
+#             the source at /app; uvicorn --reload
 #   runtime - slim: the serving venv, the app and the compiled model, as a non-root user;
 #             no torch, no fastai, no pip. The last stage, so `docker build .` makes it.
 #
@@ -72,6 +72,12 @@ FROM build AS dev
 ENV PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8000
+# Debian's chromium, which the browser tests drive (Playwright can't download its own):
+# the whole suite runs in this image. Debian's version is the one to have, so it isn't pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements-dev.txt /tmp/requirements-dev.txt
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \

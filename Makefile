@@ -57,10 +57,15 @@ run: $(VENV)/.runtime
 	if [ $$? -eq 3 ]; then $(MAKE) --no-print-directory $(VENV)/.compile; fi
 	$(PY) -m app serve
 
-test: $(VENV)/.dev $(OPENAPI_VENV)/.done clients/typescript/node_modules/.done
+# The suite in its tiers (docs/architecture.md#testing): the unit tier first, which
+# answers in under a minute, then everything else, once; the tools are installed side by side.
+test:
+	@$(MAKE) --no-print-directory -j3 $(VENV)/.dev $(OPENAPI_VENV)/.done \
+		clients/typescript/node_modules/.done
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m unit
+	$(PY) -m pytest -m "not unit" --durations=15
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
@@ -94,4 +99,4 @@ container-test: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) $(OPENAPI_VENV) clients/typescript/node_modules .pytest_cache .ruff_cache \
-		test-artifacts
+		test-artifacts .test-cache

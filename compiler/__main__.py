@@ -49,4 +49,5 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: cannot compile {args.source}: {exc}")
 
 
-main(sys.argv[1:])
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -111,17 +111,39 @@ def compile_file(
             "decoded answers on all"
         )
         if int8:
-            graph, info["quantization"] = quantize(
-                unproven, calibration, holdout, load=lambda g: _loaded(g, info, Path(tmp))
-            )
-            info["precision"] = "int8"
-            held = info["quantization"]["holdout"]
-            say(
-                f"INT8, calibrated on {info['quantization']['calibration']['images']} photos: "
-                f"fp32's answer on {held['same_labels']} of {held['images']} held-out images "
-                f"({held['agreement']:.1%}), largest difference in the output "
-                f"{held['max_abs_diff']:.2g}"
-            )
+            proven = Path(tmp) / "fp32.onnx"
+            proven.write_bytes(_with_info(graph, info))
+            return quantize_file(proven, out, say, calibration, holdout)
+    return _written(out, graph, info, say)
+
+
+def quantize_file(
+    fp32: Path,
+    out: Path,
+    say=print,
+    calibration: Path = CALIBRATION,
+    holdout: Path | None = None,
+) -> dict:
+    """`compile --int8`'s last step, on a compiled fp32 file whose parity is proven:
+    quantized, calibrated on `calibration`'s photos and checked against the fp32 file on
+    `holdout`'s (compiler/quantize.py); written to `out`, its metadata returned."""
+    info = Model.load(fp32).info
+    with tempfile.TemporaryDirectory() as tmp:
+        graph, quantization = quantize(
+            fp32, calibration, holdout, load=lambda g: _loaded(g, info, Path(tmp))
+        )
+    info = {**info, "precision": "int8", "quantization": quantization}
+    held = quantization["holdout"]
+    say(
+        f"INT8, calibrated on {quantization['calibration']['images']} photos: "
+        f"fp32's answer on {held['same_labels']} of {held['images']} held-out images "
+        f"({held['agreement']:.1%}), largest difference in the output "
+        f"{held['max_abs_diff']:.2g}"
+    )
+    return _written(out, graph, info, say)
+
+
+def _written(out: Path, graph: bytes, info: dict, say) -> dict:
     _write(out, _with_info(graph, info))
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return info

@@ -5,11 +5,18 @@ Every test runs under a network guard: a socket may only connect to loopback,
 and only `localhost` or IP literals may be resolved, so no test can send a
 packet off this machine. Tests that prove a URL is refused use the record the
 guard keeps to show no connection was even attempted.
+
+The tiers (pyproject.toml's markers): `unit` tests run in this process with no
+server and no torch, and this file holds them to it; `slow` ones train, compile or
+start processes; the rest run in this process, with torch or a loopback socket. No
+test module imports torch or fastai when it is collected: the fixtures and tests that
+need them do (`fastai_vision`), so `pytest -m unit` never loads them.
 """
 
 import ipaddress
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +26,10 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from compiler.torchvision_compat import ensure_torchvision
-from tests.helpers import ImageServer, encode, make_settings
-
-ensure_torchvision()  # before any test module imports fastai (see compiler/torchvision_compat.py)
-
+from tests import helpers
+from tests.cache import COMPILING, Cache, key
+from tests.corpus.compiled import FASTAI_LINES, WAIT_S, Corpus
+from tests.helpers import MODEL, ImageServer, encode, make_settings
 
 # --- network guard -------------------------------------------------------------------
 
@@ -108,26 +114,52 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def colours_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The multi-label fixture learner (tests/learners.py), trained once a session."""
-    from tests.learners import train_colours
-
-    return train_colours(tmp_path_factory.mktemp("colours"))
+def test_cache() -> Cache:
+    """What the tests build, kept between runs under keys of what changes it (tests/cache.py)."""
+    return Cache()
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The learner corpus (tests/corpus/), built by each fastai line and compiled, once a
-    session: by (fastai line, learner name)."""
-    from tests.corpus.compiled import build
-
-    return build(tmp_path_factory.mktemp("corpus"))
+def fastai_vision() -> object:
+    """`fastai.vision.all`, for the tests that compare with fastai itself."""
+    return helpers.fastai_vision()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def fresh_compile(test_cache: Cache) -> Path:
+    """export.pkl compiled by this checkout's compiler: the one compile of the default
+    network a run makes, kept while neither the compiler nor export.pkl changes."""
+
+    def build(folder: Path) -> None:
+        from compiler.main import compile_file
+
+        compile_file(MODEL, folder / "export.onnx", say=lambda line: None)
+
+    entry_key = key((*COMPILING, MODEL.name))
+    return test_cache.make("default-compiled", entry_key, build) / "export.onnx"
+
+
+@pytest.fixture(scope="session")
+def colours_model(test_cache: Cache) -> Path:
+    """The multi-label fixture learner (tests/learners.py), trained when the cache lacks it."""
+    from tests.learners import cached, train_colours
+
+    return cached(test_cache, train_colours)
+
+
+@pytest.fixture(scope="session")
+def corpus(request: pytest.FixtureRequest, test_cache: Cache) -> Corpus:
+    """The learner corpus (tests/corpus/) by (fastai line, learner name), each built by
+    its line and compiled, made in the background from the start of the session."""
+    return request.config.stash.get(CORPUS, None) or request.config.stash.setdefault(
+        CORPUS, Corpus(test_cache)
+    )
+
+
+@pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A real server process for a test module, ready; it may fetch from the local image
-    server (private URLs allowed)."""
+    """A real server process of the default model, ready, shared by the tests that only
+    need one running; it may fetch from the local image server (private URLs allowed)."""
     from tests.live import serve
 
     with serve(tmp_path_factory.mktemp("live"), ALLOW_PRIVATE_URLS="true") as server:
@@ -157,3 +189,65 @@ def image_server(chelsea_jpeg: bytes, coffee_png: bytes) -> Iterator[ImageServer
     )
     yield server
     server.close()
+
+
+# --- the session: the corpus made in the background, the tiers held ------------------
+
+CORPUS = pytest.StashKey[Corpus]()
+
+
+def learners_of(item: pytest.Item) -> list[tuple[str, str]]:
+    """The (line, name)s of the corpus a test uses: its `line` and `name` parameters, or
+    `@pytest.mark.learners(name..., lines=(...))` (every line unless a parameter or
+    `lines` says which)."""
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    marker = item.get_closest_marker("learners")
+    names = marker.args if marker and marker.args else [params.get("name")]
+    if None in names:
+        raise pytest.UsageError(f"{item.nodeid} uses the corpus: name its learners (learners)")
+    lines = [params["line"]] if "line" in params else FASTAI_LINES
+    if marker and "lines" in marker.kwargs:
+        lines = marker.kwargs["lines"]
+    return [(line, name) for name in names for line in lines]
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that use the corpus go last, with time to wait for it, and what they use
+    starts being made now, in the background, while the others run."""
+    users = [item for item in items if "corpus" in item.fixturenames]
+    items[:] = [item for item in items if "corpus" not in item.fixturenames] + users
+    for item in users:
+        item.add_marker(pytest.mark.timeout(WAIT_S + 300))
+    pairs = [pair for item in users for pair in learners_of(item)]
+    if pairs and not config.option.collectonly:
+        corpus = config.stash.setdefault(CORPUS, Corpus(Cache()))
+        corpus.prefetch(pairs)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Collecting (importing the test modules) loads no torch, so the unit tier never does."""
+    for item in session.items:
+        if item.get_closest_marker("unit") and item.get_closest_marker("slow"):
+            raise pytest.UsageError(f"{item.nodeid} is marked both unit and slow")
+    only_unit = session.items and all(i.get_closest_marker("unit") for i in session.items)
+    if only_unit and "torch" in sys.modules:
+        raise pytest.UsageError(
+            "collecting the unit tests imported torch: a test module (or what it imports) "
+            "does at import time; import it in the fixture or test that needs it"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    corpus = config.stash.get(CORPUS, None)
+    if corpus is not None:
+        corpus.close()
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_import_no_torch(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A `unit` test may not load torch (nor fastai, which loads it)."""
+    loaded = "torch" in sys.modules
+    yield
+    if request.node.get_closest_marker("unit") and not loaded and "torch" in sys.modules:
+        pytest.fail("this unit test loaded torch: mark it for the tier it is in, or don't")

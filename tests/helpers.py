@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
 from urllib.parse import parse_qs, urlparse
 
 from PIL import Image
@@ -81,6 +82,17 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def fastai_vision() -> ModuleType:
+    """`fastai.vision.all`, with torchvision made importable beside CPU torch first
+    (compiler/torchvision_compat.py): for what runs a test, never for what collects one."""
+    from compiler.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    import fastai.vision.all
+
+    return fastai.vision.all
 
 
 def make_settings(**env: str) -> Settings:

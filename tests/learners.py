@@ -1,25 +1,43 @@
 """Learners the tests build and export the way a user would (`learn.export()`).
 
-- `default_network_learner`: the default model's network and 1,000 classes behind
-  other item transforms (squish, pad, RandomResizedCrop...), built with a DataBlock.
+- `tiny_learner`: a small untrained CNN behind any item and batch transforms (squish,
+  pad, RandomResizedCrop, aug_transforms...), built with a DataBlock: what translating
+  a pipeline is tested on, where the network is beside the point.
 - `train_digits`: a tiny greyscale CNN trained in seconds on scikit-learn's digits.
 - `train_colours`: a tiny multi-label CNN trained in seconds on pictures that each
   carry two or three coloured squares, labelled with their colours.
 - `custom_layer_learner`: a small network with a layer the ONNX exporter can't export.
 """
 
+import shutil
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from compiler.learner import read_learner
-from tests.helpers import MODEL
+from tests.cache import REQUIREMENTS, Cache, key
+from tests.helpers import fastai_vision
 
 # The default model's normalisation (scripts/build_default_model.py).
 MEAN, STD = [127 / 255] * 3, [128 / 255] * 3
+
+
+def cached(cache: Cache, train: Callable[[Path], Path]) -> Path:
+    """The export `train` makes (one of this module's `train_*`), from the test cache, or
+    trained into it when this module, the requirements or the versions changed."""
+
+    def build(folder: Path) -> None:
+        (folder / "training").mkdir()
+        made = train(folder / "training")
+        shutil.move(made, folder / made.name)
+        shutil.rmtree(folder / "training")
+
+    entry_key = key(("tests/learners.py", *REQUIREMENTS), {"learner": train.__name__})
+    folder = cache.make(f"trained-{train.__name__}", entry_key, build)
+    return next(folder.glob("*.pkl"))
 
 
 def _export(
@@ -33,6 +51,7 @@ def _export(
     """`network` behind a DataBlock of `vocab` and these transforms, exported to
     folder/name as a user would. DataLoaders need items to be built, so one sample
     image stands in; `export` drops it again."""
+    fastai_vision()  # torchvision first
     from fastai.vision.all import (
         CategoryBlock,
         CrossEntropyLossFlat,
@@ -42,6 +61,7 @@ def _export(
         Learner,
     )
 
+    folder.mkdir(parents=True, exist_ok=True)
     sample = folder / "sample.png"
     Image.new("RGB", (64, 48), 127).save(sample)
     dls = DataBlock(
@@ -56,19 +76,28 @@ def _export(
     return folder / name
 
 
-def default_network_learner(folder: Path, item_tfms: list, batch_tfms: list | None = None) -> Path:
-    """The default network behind `item_tfms`, exported to folder/export.pkl."""
+def tiny_learner(folder: Path, item_tfms: list, batch_tfms: list | None = None) -> Path:
+    """A small CNN of ten classes, its weights drawn from a fixed seed, behind `item_tfms`
+    and `batch_tfms` and the default model's Normalize, exported to folder/export.pkl."""
+    import torch
+
+    fastai_vision()  # torchvision first
     from fastai.vision.all import Normalize
 
-    reference = read_learner(MODEL)
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 5, stride=4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    )
     normalize = Normalize.from_stats(MEAN, STD)
+    vocab = [f"class {index}" for index in range(10)]
     return _export(
-        folder,
-        "export.pkl",
-        reference.model,
-        list(reference.dls.vocab),
-        item_tfms,
-        [*(batch_tfms or []), normalize],
+        folder, "export.pkl", network, vocab, item_tfms, [*(batch_tfms or []), normalize]
     )
 
 
@@ -90,6 +119,7 @@ def digit_image(pixels: np.ndarray) -> Image.Image:
 
 def train_digits(root: Path) -> Path:
     """fastai's SimpleCNN on PILImageBW digits, exported to root/digits.pkl."""
+    fastai_vision()  # torchvision first
     from fastai.vision.all import (
         CategoryBlock,
         DataBlock,
@@ -164,6 +194,8 @@ def train_colours(root: Path) -> Path:
     """A multi-label learner (MultiCategoryBlock, so BCEWithLogitsLossFlat at threshold
     0.5) on 400 pictures, exported to root/colours.pkl."""
     import torch
+
+    fastai_vision()  # torchvision first
     from fastai.vision.all import (
         DataBlock,
         ImageBlock,
@@ -230,6 +262,8 @@ def custom_layer_learner(folder: Path, module: str) -> Path:
     import importlib
 
     import torch
+
+    fastai_vision()  # torchvision first
     from fastai.vision.all import Resize, set_seed
 
     (folder / f"{module}.py").write_text(textwrap.dedent(CUSTOM_LAYER_MODULE))

@@ -11,6 +11,8 @@ from starlette.testclient import TestClient
 
 from tests.helpers import CAT_CLASSES, HTML, assert_error, upload
 
+pytestmark = pytest.mark.unit
+
 # --- predictions -----------------------------------------------------------------------
 
 

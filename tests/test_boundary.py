@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from app.inference.metadata import sha256_of
+from tests.cache import FOR_THE_COMPILER  # what compiler/ may import of app/
 from tests.helpers import CAT_CLASSES, MODEL, ROOT
 from tests.live import multipart, request, serve
 
@@ -37,6 +38,7 @@ def imported_names(path: Path) -> set[str]:
     return names
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", SERVING_MODULES, ids=lambda path: str(path.relative_to(ROOT)))
 def test_serving_modules_do_not_import_the_compiler(path: Path) -> None:
     assert not imported_names(path) & NOT_IMPORTED_BY_SERVING
@@ -55,6 +57,7 @@ def loaded_by_importing(paths: list[Path]) -> set[str]:
     return {name.split(".")[0] for name in run.stdout.split()}
 
 
+@pytest.mark.slow
 def test_importing_all_of_app_imports_no_training_stack() -> None:
     loaded = loaded_by_importing(SERVING_MODULES)
     assert "onnxruntime" in loaded and not loaded & TRAINING_STACK
@@ -65,10 +68,9 @@ WEB = {"starlette", "aiohttp", "uvicorn", "jinja2", "prometheus_client", "multip
 INFERENCE_SIDE = [
     path for path in SERVING_MODULES if path.relative_to(ROOT).parts[1] in ("inference", "kinds")
 ]
-# What compiler/ may import of app/: the inference side, and the tables it raises from.
-FOR_THE_COMPILER = ("app.inference", "app.kinds", "app.settings", "app.errors", "app.error_codes")
 
 
+@pytest.mark.slow
 def test_the_inference_side_imports_no_web_framework() -> None:
     """app/inference/ and app/kinds/ (and what they import) load no web framework, so
     compiling never loads Starlette."""
@@ -77,6 +79,7 @@ def test_the_inference_side_imports_no_web_framework() -> None:
     assert "onnxruntime" in loaded and not loaded & (WEB | TRAINING_STACK)
 
 
+@pytest.mark.unit
 def test_the_compiler_imports_only_the_inference_side() -> None:
     for path in sorted((ROOT / "compiler").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -84,21 +87,24 @@ def test_the_compiler_imports_only_the_inference_side() -> None:
                 assert node.module.startswith(FOR_THE_COMPILER), f"{path.name}: {node.module}"
 
 
-def served_modules(tmp: Path, model_path: Path, photo: bytes, **env: str) -> tuple[set, str]:
+def served_modules(
+    tmp: Path, model_path: Path, photo: bytes, labels: set[str] = CAT_CLASSES, **env: str
+) -> tuple[set, str]:
     """What a real server process had imported by the time it exited, after loading
-    `model_path` and answering one prediction; and its log."""
+    `model_path` and answering one prediction (one of `labels`); and its log."""
     record = tmp / "modules"
     record.mkdir(exist_ok=True)
     env = {"PYTHONPATH": str(SITE), "POUNCE_TEST_MODULES": str(record), **env}
     with serve(tmp, MODEL_PATH=str(model_path), **env) as live:
         body, headers = multipart(photo)
         status, payload, _ = request(live.port, "POST", "/api/predict", body, headers)
-        assert status == 200 and json.loads(payload)["label"] in CAT_CLASSES
+        assert status == 200 and json.loads(payload)["label"] in labels
         assert live.terminate() == 0
         dump = record / f"{live.process.pid}.json"
         return {name.split(".")[0] for name in json.loads(dump.read_text())}, live.log.read_text()
 
 
+@pytest.mark.slow
 def test_the_served_process_never_imports_torch(tmp_path: Path, chelsea_jpeg: bytes) -> None:
     loaded, _ = served_modules(tmp_path, MODEL, chelsea_jpeg, HOME=str(tmp_path))
     assert "onnxruntime" in loaded and "app" in loaded
@@ -107,21 +113,30 @@ def test_the_served_process_never_imports_torch(tmp_path: Path, chelsea_jpeg: by
     assert not (tmp_path / ".cache" / "Microsoft").exists()
 
 
-def test_an_export_is_compiled_in_a_child_and_cached(tmp_path: Path, chelsea_jpeg: bytes) -> None:
-    """An export.pkl with no compiled file beside it: compiled once, in another process,
-    into MODEL_CACHE_DIR/<sha256>.onnx; the next start serves that file."""
-    source = tmp_path / "mine.pkl"
-    shutil.copy(MODEL, source)
+@pytest.mark.slow
+@pytest.mark.smoke  # one of the container test's sample of the slow tier
+def test_an_export_is_compiled_in_a_child_and_cached(
+    fastai_vision, tmp_path: Path, chelsea_jpeg: bytes
+) -> None:
+    """An export.pkl with no compiled file beside it (a small one: compiling the default
+    network is tests/test_compile.py's): compiled once, in another process, into
+    MODEL_CACHE_DIR/<sha256>.onnx; the next start serves that file."""
+    from tests.learners import tiny_learner
+
+    source = tiny_learner(tmp_path / "export", [fastai_vision.Resize(64)])
+    labels = {f"class {index}" for index in range(10)}
     cache = tmp_path / "cache"
-    loaded, log = served_modules(tmp_path, source, chelsea_jpeg, MODEL_CACHE_DIR=str(cache))
+    env = {"MODEL_CACHE_DIR": str(cache)}
+    loaded, log = served_modules(tmp_path, source, chelsea_jpeg, labels, **env)
     assert not loaded & TRAINING_STACK
     assert "parity with learn.predict" in log
     compiled = list(cache.glob("*.onnx"))
     assert [path.stem for path in compiled] == [sha256_of(source)]
-    _, log = served_modules(tmp_path, source, chelsea_jpeg, MODEL_CACHE_DIR=str(cache))
+    _, log = served_modules(tmp_path, source, chelsea_jpeg, labels, **env)
     assert "compiling" not in log
 
 
+@pytest.mark.slow
 def test_without_fastai_an_export_needs_compiling_first(tmp_path: Path) -> None:
     source = tmp_path / "mine.pkl"
     shutil.copy(MODEL, source)

@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus import DRAWN
 from tests.helpers import ARTIFACTS, CAT, CAT_CLASSES, EXAMPLES, ImageServer
 from tests.learners import colour_pictures
 from tests.live import Live, serve
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +61,7 @@ def top_label(page) -> str:
     return page.inner_text("#result .top-label")
 
 
+@pytest.mark.smoke  # one of the container test's sample of the slow tier
 def test_upload_shows_bars_with_the_right_label(page) -> None:
     page.set_input_files("#file", str(CAT))
     assert top_label(page) in CAT_CLASSES
@@ -279,7 +284,8 @@ def opacity_follows_the_control(page) -> None:
     assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "1"
 
 
-@pytest.mark.parametrize("name", ["regression", "keypoints", "segmentation"])
+@pytest.mark.learners(lines=("2.8",))
+@pytest.mark.parametrize("name", DRAWN)
 def test_every_kind_is_drawn_with_and_without_javascript(
     browser, corpus: dict, tmp_path: Path, name: str
 ) -> None:

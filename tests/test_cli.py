@@ -3,11 +3,14 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from app.cli import NOT_COMPILED, expand
 from app.inference.images import SUFFIXES
 from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ImageServer, run_cli
 
 
+@pytest.mark.slow
 def test_predicts_files_and_walks_folders(
     tmp_path: Path, chelsea_jpeg: bytes, coffee_png: bytes
 ) -> None:
@@ -29,6 +32,7 @@ def test_predicts_files_and_walks_folders(
     assert "13/13" in run.stderr  # the progress bar, on stderr, when there are many
 
 
+@pytest.mark.slow
 def test_failures_are_reported_per_line(tmp_path: Path, image_server: ImageServer) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_text("nope")
@@ -46,6 +50,7 @@ def test_failures_are_reported_per_line(tmp_path: Path, image_server: ImageServe
     assert lines[2]["label"] == "espresso"
 
 
+@pytest.mark.slow
 def test_urls_obey_the_same_safety_rules(image_server: ImageServer) -> None:
     before = list(image_server.requests)
     run = run_cli("predict", image_server.url("/coffee.png"))
@@ -54,6 +59,7 @@ def test_urls_obey_the_same_safety_rules(image_server: ImageServer) -> None:
     assert image_server.requests == before
 
 
+@pytest.mark.slow
 def test_compile_check_finds_the_shipped_compiled_model(tmp_path: Path) -> None:
     """`make run` asks this before installing anything more: is there a compiled file
     made from this export?"""
@@ -67,6 +73,7 @@ def test_compile_check_finds_the_shipped_compiled_model(tmp_path: Path) -> None:
     assert run.stderr.strip() == f"{other} has no compiled model made from it"
 
 
+@pytest.mark.slow
 def test_top_k_is_checked_as_the_api_checks_it(tmp_path: Path, chelsea_jpeg: bytes) -> None:
     photo = tmp_path / "cat.jpg"
     photo.write_bytes(chelsea_jpeg)
@@ -76,6 +83,7 @@ def test_top_k_is_checked_as_the_api_checks_it(tmp_path: Path, chelsea_jpeg: byt
         assert f"top_k must be an integer from 1 to 1000, not {bad!r}" in run.stderr
 
 
+@pytest.mark.unit
 def test_folder_walks_take_every_format_the_server_decodes(tmp_path: Path) -> None:
     for suffix in sorted(SUFFIXES):
         (tmp_path / f"photo{suffix}").write_bytes(b"")
@@ -84,6 +92,7 @@ def test_folder_walks_take_every_format_the_server_decodes(tmp_path: Path) -> No
     assert walked == SUFFIXES and {".heic", ".webp", ".tiff"} <= walked
 
 
+@pytest.mark.slow
 def test_a_bad_model_is_one_line_not_a_traceback(tmp_path: Path, chelsea_jpeg: bytes) -> None:
     """As serve and compile say it: one line naming the file and what is wrong."""
     (tmp_path / "cat.jpg").write_bytes(chelsea_jpeg)

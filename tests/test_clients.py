@@ -22,6 +22,8 @@ import pytest
 from tests.helpers import CAT, CAT_CLASSES, ROOT, ImageServer
 from tests.live import Live, request
 
+pytestmark = pytest.mark.slow
+
 GENERATOR = ROOT / ".venv-openapi" / "bin" / "openapi-python-client"
 TYPESCRIPT = ROOT / "clients" / "typescript"
 

@@ -1,6 +1,12 @@
 """Compiling fastai exports: parity with learn.predict is proven on every compile,
 for the default model and for learners with other pipelines; what can't be
-compiled exactly is refused with a message that names it and says what to do."""
+compiled exactly is refused with a message that names it and says what to do.
+
+The pipelines are translated on a tiny network (tests/learners.py), since the
+network is beside their point; the default network is compiled once a run
+(`fresh_compile`, tests/conftest.py). fastai and the compiler are imported as the
+tests run, never when they are collected (`fastai_vision`).
+"""
 
 import json
 import os
@@ -12,34 +18,30 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fastai.vision.all import (
-    CropPad,
-    RandomCrop,
-    RandomResizedCrop,
-    RandomResizedCropGPU,
-    RatioResize,
-    Resize,
-    aug_transforms,
-)
 from onnx import numpy_helper
 
 from app.inference.images import ANY_SIZE, decode_image
 from app.inference.model import METADATA_KEY, Model
-from compiler.export import centre_crop
 from compiler.fastai_lines import export_line, pickled_globals
-from compiler.learner import CompileError
-from compiler.main import compile_file
-from compiler.parity import TOLERANCE, parity_images
 from tests.graphs import graph_differences
 from tests.helpers import COMPILED, MODEL, ROOT
-from tests.learners import ONNX_FORM, custom_layer_learner, default_network_learner
 
 
 def quiet_compile(source: Path, out: Path) -> dict:
+    from compiler.main import compile_file
+
     return compile_file(source, out, say=lambda line: None)
 
 
+def tiny(folder: Path, item_tfms: list, batch_tfms: list | None = None) -> Path:
+    from tests.learners import tiny_learner
+
+    return tiny_learner(folder, item_tfms, batch_tfms)
+
+
 def proven(info: dict) -> None:
+    from compiler.parity import TOLERANCE
+
     parity = info["parity"]
     assert parity["images"] >= 17 and parity["same_labels"] == parity["images"]
     assert parity["tolerance"] == TOLERANCE and parity["max_abs_diff"] <= TOLERANCE
@@ -53,13 +55,16 @@ def description(path: Path) -> dict:
     return json.loads(next(p.value for p in proto.metadata_props if p.key == METADATA_KEY))
 
 
-def test_shipped_model_matches_a_fresh_compile(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_shipped_model_matches_a_fresh_compile(fresh_compile: Path) -> None:
     """export.onnx is what compiling export.pkl gives, on whichever x86-64 CPU runs this:
     the same graph and description, float constants equal within their rounding across
     CPUs (tests/graphs.py), and the same answers within 1e-6. The parity figures are
     re-measured, so only they may differ in the description."""
-    fresh = tmp_path / "export.onnx"
-    proven(quiet_compile(MODEL, fresh))
+    from compiler.parity import TOLERANCE, parity_images
+
+    fresh = fresh_compile
+    proven(description(fresh))
     assert graph_differences(onnx.load(fresh), onnx.load(COMPILED)) == []
     shipped, compiled = description(COMPILED), description(fresh)
     shipped_parity, fresh_parity = shipped.pop("parity"), compiled.pop("parity")
@@ -74,6 +79,7 @@ def test_shipped_model_matches_a_fresh_compile(tmp_path: Path) -> None:
         assert np.abs(served[0] - served[1]).max() <= 1e-6, name
 
 
+@pytest.mark.unit
 def test_graph_comparison_sees_more_than_rounding() -> None:
     """The comparison above takes the rounding CPUs differ by, and no more: a weight moved
     past it, or a changed node, is a difference."""
@@ -98,51 +104,65 @@ def test_graph_comparison_sees_more_than_rounding() -> None:
     ]
 
 
+# Each pipeline, made from `fastai.vision.all` (v) when the test runs.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "item_tfms", "steps"),
     [
-        ("squish", [Resize(224, method="squish")], [("resize", "squish", "reflection")]),
-        ("pad reflection", [Resize(224, method="pad")], [("resize", "pad", "reflection")]),
+        (
+            "squish",
+            lambda v: [v.Resize(224, method="squish")],
+            [("resize", "squish", "reflection")],
+        ),
+        (
+            "pad reflection",
+            lambda v: [v.Resize(224, method="pad")],
+            [("resize", "pad", "reflection")],
+        ),
         (
             "pad zeros",
-            [Resize(224, method="pad", pad_mode="zeros")],
+            lambda v: [v.Resize(224, method="pad", pad_mode="zeros")],
             [("resize", "pad", "zeros")],
         ),
         (
             "random resized crop",
-            [RandomResizedCrop(224, min_scale=0.35)],
+            lambda v: [v.RandomResizedCrop(224, min_scale=0.35)],
             [("resize", "squish", "zeros"), ("crop_pad", None, "zeros")],
         ),
         (
             "crop pad then random crop",
-            [CropPad(260, pad_mode="reflection"), RandomCrop(224)],
+            lambda v: [v.CropPad(260, pad_mode="reflection"), v.RandomCrop(224)],
             [("crop_pad", None, "reflection"), ("crop_pad", None, "zeros")],
         ),
     ],
 )
 def test_pipelines_compile_with_parity(
-    tmp_path: Path, name: str, item_tfms: list, steps: list
+    fastai_vision, tmp_path: Path, name: str, item_tfms, steps: list
 ) -> None:
-    info = quiet_compile(default_network_learner(tmp_path, item_tfms), tmp_path / "m.onnx")
+    source = tiny(tmp_path, item_tfms(fastai_vision))
+    info = quiet_compile(source, tmp_path / "m.onnx")
     proven(info)
     recorded = info["preprocessing"]["steps"]
     assert [(s["op"], s.get("method"), s["pad_mode"]) for s in recorded] == steps
     assert info["preprocessing"]["size"] == [224, 224]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("item_size", "augment", "shrinks"),
     [
-        (224, aug_transforms(), False),  # the fastai course's usual batch_tfms
-        (460, aug_transforms(size=224), True),  # "presizing": fastai shrinks by area first
+        (224, lambda v: v.aug_transforms(), False),  # the fastai course's usual batch_tfms
+        # "presizing": fastai shrinks by area first
+        (460, lambda v: v.aug_transforms(size=224), True),
     ],
 )
 def test_aug_transforms_compile_with_parity(
-    tmp_path: Path, item_size: int, augment: list, shrinks: bool
+    fastai_vision, tmp_path: Path, item_size: int, augment, shrinks: bool
 ) -> None:
     """Lighting is training-only and left out; the affine transforms resample with the
     identity transform at validation, which the graph does too."""
-    source = default_network_learner(tmp_path, [Resize(item_size)], batch_tfms=augment)
+    v = fastai_vision
+    source = tiny(tmp_path, [v.Resize(item_size)], batch_tfms=augment(v))
     info = quiet_compile(source, tmp_path / "m.onnx")
     proven(info)
     assert info["source"]["training_only_steps_left_out"] == ["Brightness"]
@@ -154,21 +174,25 @@ def test_aug_transforms_compile_with_parity(
     assert "GridSample" in batch_ops and ("MatMul" in batch_ops) == shrinks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("item_size", "crop", "crop_hw"),
     [
         # The book's presizing: a square batch, its whole area, resampled (and shrunk first).
-        (460, RandomResizedCropGPU(224, min_scale=0.75, ratio=(1, 1)), (460, 460)),
+        (460, lambda v: v.RandomResizedCropGPU(224, min_scale=0.75, ratio=(1, 1)), (460, 460)),
         # A (height, width) batch wider than `ratio` allows: clamped to 4:3, then 0.875 of it.
-        ((200, 400), RandomResizedCropGPU((120, 160), valid_scale=0.875), (175, 232)),
+        ((200, 400), lambda v: v.RandomResizedCropGPU((120, 160), valid_scale=0.875), (175, 232)),
     ],
 )
 def test_random_resized_crop_gpu_compiles_with_parity(
-    tmp_path: Path, item_size: object, crop: object, crop_hw: tuple[int, int]
+    fastai_vision, tmp_path: Path, item_size: object, crop, crop_hw: tuple[int, int]
 ) -> None:
     """At validation RandomResizedCropGPU takes the centred crop (ratio clamped, scaled by
     valid_scale) and resamples it to its size, as the graph does."""
-    source = default_network_learner(tmp_path, [Resize(item_size)], batch_tfms=[crop])
+    from compiler.export import centre_crop
+
+    crop = crop(fastai_vision)
+    source = tiny(tmp_path, [fastai_vision.Resize(item_size)], batch_tfms=[crop])
     info = quiet_compile(source, tmp_path / "m.onnx")
     proven(info)
     op = info["graph"]["batch_transforms"][1]
@@ -180,6 +204,8 @@ def test_random_resized_crop_gpu_compiles_with_parity(
 def test_a_fastai_27_export_needs_its_own_line(tmp_path: Path) -> None:
     """Read in this process (fastai 2.8), a 2.7 export is refused with the way to compile
     it; `python -m compiler` reads it with its own line (tests/test_corpus.py)."""
+    from compiler.learner import CompileError
+
     names = pickled_globals(MODEL)
     assert "fasttransform.transform.Pipeline" in names and export_line(MODEL) == "2.8"
     old = tmp_path / "old.pkl"
@@ -194,8 +220,11 @@ def test_a_fastai_27_export_needs_its_own_line(tmp_path: Path) -> None:
         quiet_compile(old, tmp_path / "m.onnx")
 
 
-def test_untranslatable_step_is_refused_by_name(tmp_path: Path) -> None:
-    source = default_network_learner(tmp_path, [RatioResize(224), Resize(224)])
+def test_untranslatable_step_is_refused_by_name(fastai_vision, tmp_path: Path) -> None:
+    from compiler.learner import CompileError
+
+    v = fastai_vision
+    source = tiny(tmp_path, [v.RatioResize(224), v.Resize(224)])
     with pytest.raises(CompileError, match=r"validation step RatioResize: .*Nothing is approx"):
         quiet_compile(source, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
@@ -213,9 +242,12 @@ def compile_cli(source: Path, out: Path, pythonpath: Path) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow
 def test_a_layer_that_will_not_export_is_named_then_fixed(tmp_path: Path) -> None:
     """docs/models.md's path: the error names the layer and the operation; an ONNX form
     registered in the module that defines the layer makes it compile, with parity."""
+    from tests.learners import ONNX_FORM, custom_layer_learner
+
     sys.path.insert(0, str(tmp_path))
     try:
         source = custom_layer_learner(tmp_path, "my_layers")
@@ -237,8 +269,11 @@ def test_a_layer_that_will_not_export_is_named_then_fixed(tmp_path: Path) -> Non
     assert Model.load(out).info["labels"] == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_missing_architecture_module_is_named(tmp_path: Path) -> None:
     """A pickle whose class lives in a module that isn't installed gets a clear error."""
+    from compiler.learner import CompileError
+
     module = tmp_path / "vanished_arch.py"
     module.write_text("import torch\nclass Net(torch.nn.Module):\n    pass\n")
     script = (
@@ -253,6 +288,8 @@ def test_missing_architecture_module_is_named(tmp_path: Path) -> None:
 
 
 def test_not_a_fastai_export(tmp_path: Path) -> None:
+    from compiler.learner import CompileError
+
     bogus = tmp_path / "export.pkl"
     bogus.write_bytes(b"definitely not a pickle")
     with pytest.raises(CompileError, match="not a loadable fastai export"):

@@ -1,15 +1,19 @@
-"""The learner corpus (tests/corpus.py) under fastai 2.8 and fastai 2.7: every shape is
-built and exported by its own fastai line, compiled in a fresh process with the
-command a user runs (which finds the export's line itself), served over HTTP, and
-answers as that line's `learn.predict` did. docs/models.md's table is this corpus."""
+"""The learner corpus (tests/corpus/) under fastai 2.8 and fastai 2.7: every shape is
+built and exported by its own fastai line, compiled by `python -m compiler` in a
+process of that line that never ran the notebook (tests/corpus/compiling.py), served
+over HTTP, and answers as that line's `learn.predict` did. The command a user runs,
+which finds an export's line itself, compiles a 2.7 export here too, through the
+server. docs/models.md's table is this corpus.
+
+The corpus is made in the background while the rest of the suite runs, and cached
+(tests/corpus/compiled.py); each test names the learners it uses, by its `line` and
+`name` parameters or `learners`, so only those are made.
+"""
 
 import base64
 import io
 import json
-import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +23,23 @@ from PIL import Image
 from app.inference.model import Model
 from app.inference.preprocess import Preprocessor
 from app.main import create_app
-from compiler.fastai_lines import LINES, pickled_globals
-from compiler.parity import TOLERANCE
-from tests.corpus import SCENES, SIZE, WINDOWS, scene, table
-from tests.corpus.classifiers import SHAPES
-from tests.corpus.compiled import FASTAI_LINES, Built
+from compiler.fastai_lines import LINES, export_line, pickled_globals
+from tests.corpus import DRAWN, SCENES, WINDOWS
+from tests.corpus.catalog import SHAPES, table
+from tests.corpus.compiled import FASTAI_LINES, Built, Corpus
 from tests.helpers import ROOT, make_settings, run_cli
 from tests.live import multipart, multipart_files, request, serve, serve_app
 
 NAMES = [*SHAPES, WINDOWS]  # the classifiers: every one compiles in both lines
+
+
+def tolerance() -> float:
+    """compiler/parity.py's promise (imported as the tests run: it imports torch)."""
+    from compiler.parity import TOLERANCE
+
+    return TOLERANCE
+
+
 # The names each export's pickle wants that compiling has no need of, by line: fastai
 # 2.7 pickles the notebook's functions by reference, 2.8 (cloudpickle) by value.
 STOOD_IN = {
@@ -38,16 +50,17 @@ STOOD_IN = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line", FASTAI_LINES)
 @pytest.mark.parametrize("name", NAMES)
 def test_compiles_and_serves_like_its_own_learn_predict(
-    corpus: dict[tuple[str, str], Built], line: str, name: str
+    corpus: Corpus, line: str, name: str
 ) -> None:
     built = corpus[line, name]
     assert built.compile.returncode == 0, built.compile.stderr
     assert built.reference["fastai"].startswith(line + ".")
+    assert export_line(built.export) == line  # the line `python -m compiler` reads it with
     stderr = built.compile.stderr
-    assert ("was made with fastai 2.7: reading it with that line" in stderr) == (line == "2.7")
     stood_in = [row for row in stderr.splitlines() if row.startswith("stood in for")]
     if (line, name) in STOOD_IN:
         assert len(stood_in) == 1 and stood_in[0].endswith(f": {STOOD_IN[line, name]}")
@@ -60,7 +73,7 @@ def test_compiles_and_serves_like_its_own_learn_predict(
         _, meta, _ = request(port, "GET", "/api/model")
         info = json.loads(meta)
         assert info["source"]["fastai_version"] == built.reference["fastai"]
-        assert info["parity"]["max_abs_diff"] <= TOLERANCE
+        assert info["parity"]["max_abs_diff"] <= tolerance()
         for expected in built.reference["probes"]:
             data = (built.export.parent / "probes" / f"{expected['probe']}.png").read_bytes()
             status, payload, _ = request(port, "POST", "/api/predict", *multipart(data))
@@ -69,14 +82,16 @@ def test_compiles_and_serves_like_its_own_learn_predict(
             served = {p["label"]: p["probability"] for p in answer["predictions"]}
             assert served.keys() == expected["probabilities"].keys()
             for label, probability in expected["probabilities"].items():
-                assert abs(served[label] - probability) <= TOLERANCE, (expected["probe"], label)
+                assert abs(served[label] - probability) <= tolerance(), (expected["probe"], label)
             if answer.get("kind") == "multi-label":
                 assert set(answer["labels"]) == set(expected["labels"])
             else:
                 assert [answer["label"]] == expected["labels"]
 
 
-def test_the_windows_export_really_holds_windows_paths(corpus: dict) -> None:
+@pytest.mark.slow
+@pytest.mark.learners(WINDOWS)
+def test_the_windows_export_really_holds_windows_paths(corpus: Corpus) -> None:
     for line in FASTAI_LINES:
         names = pickled_globals(corpus[line, WINDOWS].export)
         assert "pathlib.WindowsPath" in names
@@ -89,9 +104,10 @@ REFUSED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line", FASTAI_LINES)
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_other_learners_are_refused_in_one_line(corpus: dict, line: str, name: str) -> None:
+def test_other_learners_are_refused_in_one_line(corpus: Corpus, line: str, name: str) -> None:
     """What the export is, and what Pounce compiles: one line, no traceback."""
     run = corpus[line, name].compile
     assert run.returncode == 1 and "Traceback" not in run.stderr
@@ -100,8 +116,10 @@ def test_other_learners_are_refused_in_one_line(corpus: dict, line: str, name: s
     assert f"the export is {REFUSED[name]}: Pounce compiles fastai vision learners" in last
 
 
+@pytest.mark.slow
+@pytest.mark.learners("network_from_the_notebook")
 @pytest.mark.parametrize("line", FASTAI_LINES)
-def test_a_network_class_from_the_notebook(corpus: dict, line: str) -> None:
+def test_a_network_class_from_the_notebook(corpus: Corpus, line: str) -> None:
     """fastai 2.8 pickles a class defined in the notebook by value, so it compiles; 2.7 by
     reference, so the compiler can't have it: the error says where it lives and what to do."""
     run = corpus[line, "network_from_the_notebook"].compile
@@ -114,18 +132,22 @@ def test_a_network_class_from_the_notebook(corpus: dict, line: str) -> None:
         assert "move it into a module of its own" in last
 
 
+@pytest.mark.unit
 def test_the_docs_table_is_the_corpus() -> None:
-    assert table(SHAPES, FASTAI_LINES) in (ROOT / "docs" / "models.md").read_text()
+    assert table(FASTAI_LINES) in (ROOT / "docs" / "models.md").read_text()
 
 
+@pytest.mark.unit
 def test_the_installers_put_fastai_27_where_the_compiler_looks() -> None:
     folder = LINES["2.7"].name
     assert f"FASTAI27 := $(VENV)/{folder}" in (ROOT / "Makefile").read_text()
     assert f"--target /opt/venv/{folder} -r" in (ROOT / "Dockerfile").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.learners("ch1_is_cat", lines=("2.7",))
 def test_a_server_given_a_fastai_27_export_compiles_it_and_serves(
-    corpus: dict, tmp_path: Path
+    corpus: Corpus, tmp_path: Path
 ) -> None:
     """`MODEL_PATH=lesson1.pkl make run` with a fastai 2.7 export: the server compiles it
     in a child process, in its own line, and answers as that line's learn.predict."""
@@ -157,19 +179,21 @@ def served_answers(built: Built) -> list[tuple[dict, dict, tuple[int, int]]]:
     return answers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line", FASTAI_LINES)
 @pytest.mark.parametrize("name", ["regression"])
-def test_a_regression_answers_its_named_values(corpus: dict, line: str, name: str) -> None:
+def test_a_regression_answers_its_named_values(corpus: Corpus, line: str, name: str) -> None:
     built = corpus[line, name]
     assert built.compile.returncode == 0, built.compile.stderr
     for expected, answer, _ in served_answers(built):
         assert answer["kind"] == "regression" and answer["names"] == ["brightness", "disc_x"]
-        assert np.abs(np.array(answer["values"]) - expected["raw"]).max() <= TOLERANCE
+        assert np.abs(np.array(answer["values"]) - expected["raw"]).max() <= tolerance()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line", FASTAI_LINES)
 @pytest.mark.parametrize("name", ["keypoints", "keypoints_padded"])
-def test_keypoints_come_in_the_photos_own_pixels(corpus: dict, line: str, name: str) -> None:
+def test_keypoints_come_in_the_photos_own_pixels(corpus: Corpus, line: str, name: str) -> None:
     """learn.predict's points are in the model's frame (the crop or the pad, then the
     batch's resize), as -1..1 across it: the served ones are in the photo's, taken back
     through the preprocessing's frame (whose mapping tests/test_preprocess.py holds to
@@ -186,8 +210,10 @@ def test_keypoints_come_in_the_photos_own_pixels(corpus: dict, line: str, name: 
         assert served.shape == (2, 2) and np.abs(served - np.stack([x, y], axis=1)).max() < 0.02
 
 
+@pytest.mark.slow
+@pytest.mark.learners("segmentation")
 @pytest.mark.parametrize("line", FASTAI_LINES)
-def test_a_mask_comes_at_the_photos_size(corpus: dict, line: str) -> None:
+def test_a_mask_comes_at_the_photos_size(corpus: Corpus, line: str) -> None:
     """The mask is learn.predict's, at the photo's size (nearest neighbour through the
     preprocessing's frame), a palette PNG of class ids; areas are its classes' shares."""
     built = corpus[line, "segmentation"]
@@ -206,9 +232,6 @@ def test_a_mask_comes_at_the_photos_size(corpus: dict, line: str) -> None:
         assert np.mean(served == model[np.ix_(rows, columns)]) >= 0.999
         areas = np.bincount(served.ravel(), minlength=3) / served.size
         assert list(answer["areas"].values()) == pytest.approx(list(areas), abs=1e-6)
-
-
-VISION = ["regression", "keypoints", "segmentation"]
 
 
 def without_meta(answer: dict) -> dict:
@@ -230,8 +253,10 @@ def infer(port: int, name: str, photos: list[bytes], outputs: list[str] | None) 
     return status, json.loads(payload)
 
 
-@pytest.mark.parametrize("name", VISION)
-def test_every_surface_gives_the_same_answer(corpus: dict, name: str) -> None:
+@pytest.mark.slow
+@pytest.mark.learners(lines=("2.8",))
+@pytest.mark.parametrize("name", DRAWN)
+def test_every_surface_gives_the_same_answer(corpus: Corpus, name: str) -> None:
     """The API, the batch endpoint, the Open Inference Protocol and the command line
     answer a model of every kind with the same content."""
     built = corpus["2.8", name]
@@ -273,7 +298,9 @@ def test_every_surface_gives_the_same_answer(corpus: dict, name: str) -> None:
     assert [without_meta(json.loads(line)) for line in cli.stdout.splitlines()] == singles
 
 
-def test_int8_is_offered_where_it_keeps_the_answers(corpus: dict, tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.learners("keypoints", "segmentation", lines=("2.8",))
+def test_int8_is_offered_where_it_keeps_the_answers(corpus: Corpus) -> None:
     """compile --int8 for the other kinds, judged by the kind's own agreement on held-out
     scenes. Points must keep their place within 2.5% of the frame: whether this briefly
     trained resnet18 does depends on the weights its training reached, which differ by CPU
@@ -281,46 +308,16 @@ def test_int8_is_offered_where_it_keeps_the_answers(corpus: dict, tmp_path: Path
     the compile refuses in one line, or the INT8 file it writes answers, through the CLI,
     with fp32's points on the held-out scenes. Masks must keep 99.9% of their pixels, which
     this small unet's don't: refused."""
-    rng = random.Random(5)
-    for folder, size, count in (("calibration", SIZE, 32), ("holdout", (120, 90), 12)):
-        (tmp_path / folder).mkdir()
-        for index in range(count):
-            scene(size, rng)[0].save(tmp_path / folder / f"{index}.png")
-    runs = {}
     for name in ("keypoints", "segmentation"):
-        out = tmp_path / f"{name}-int8.onnx"
-        folders = [
-            "--calibration",
-            str(tmp_path / "calibration"),
-            "--holdout",
-            str(tmp_path / "holdout"),
-        ]
-        runs[name] = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "app",
-                "compile",
-                str(corpus["2.8", name].export),
-                "-o",
-                str(out),
-                "--int8",
-                *folders,
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    for name, run in runs.items():
+        run, folder = corpus.int8("2.8", name)
         if name == "keypoints" and run.returncode == 0:
-            info = Model.load(tmp_path / "keypoints-int8.onnx").info
+            info = Model.load(folder / "keypoints-int8.onnx").info
             assert info["precision"] == "int8"
             assert info["quantization"]["holdout"]["agreement"] >= 0.95
-            held = sorted((tmp_path / "holdout").glob("*.png"))
+            held = sorted((folder / "holdout").glob("*.png"))
             fp32, int8 = (
                 _points(model, held)
-                for model in (corpus["2.8", name].onnx, tmp_path / f"{name}-int8.onnx")
+                for model in (corpus["2.8", name].onnx, folder / f"{name}-int8.onnx")
             )
             within = [np.abs(a - b).max() <= 0.025 * 90 for a, b in zip(fp32, int8, strict=True)]
             assert sum(within) >= len(held) - 1  # 95% of the 24 images, mirrors included

@@ -11,19 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastai.vision.core import PILImageBW
 from sklearn.datasets import load_digits
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from compiler.learner import read_learner
+from tests.cache import Cache
 from tests.helpers import make_settings
-from tests.learners import digit_image, train_digits
+from tests.learners import cached, digit_image, train_digits
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_digits(tmp_path_factory.mktemp("digits"))
+def digits_model(test_cache: Cache) -> Path:
+    return cached(test_cache, train_digits)
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +33,15 @@ def digits_client(digits_model: Path) -> Iterator[TestClient]:
         yield client
 
 
-def test_served_by_the_same_app(digits_client: TestClient, digits_model: Path) -> None:
+def test_served_by_the_same_app(
+    digits_client: TestClient, digits_model: Path, fastai_vision
+) -> None:
     meta = digits_client.get("/api/model").json()
     assert meta["classes"] == [str(d) for d in range(10)]
     assert meta["image_mode"] == "L" and meta["source"]["file"] == "digits.pkl"
     assert meta["parity"]["max_abs_diff"] <= 1e-4
+
+    from compiler.learner import read_learner
 
     learn = read_learner(digits_model)
     digits = load_digits()
@@ -53,7 +58,7 @@ def test_served_by_the_same_app(digits_client: TestClient, digits_model: Path) -
         body = response.json()
         assert len(body["predictions"]) == 3
         with learn.no_bar():
-            _, _, probs = learn.predict(PILImageBW.create(image))
+            _, _, probs = learn.predict(fastai_vision.PILImageBW.create(image))
         # The server agrees with fastai, digit by digit, to 1e-4.
         served = {p["label"]: p["probability"] for p in body["predictions"]}
         for label, probability in served.items():

@@ -32,6 +32,8 @@ from tests.live import (
     serve,
 )
 
+pytestmark = pytest.mark.slow
+
 BODY_TIMEOUT = 4.0
 URL_TIMEOUT = 2.0
 FLOOD = 1000

@@ -11,6 +11,8 @@ from starlette.testclient import TestClient
 
 from tests.helpers import ROOT, assert_error, encode, upload
 
+pytestmark = pytest.mark.unit
+
 
 def boundary_body(parts: list[bytes], boundary: str = "XyZ") -> tuple[bytes, dict]:
     body = b"".join(b"--" + boundary.encode() + b"\r\n" + part + b"\r\n" for part in parts)

@@ -1,10 +1,11 @@
 """INT8 as a compile option: static quantization, checked against fp32 on held-out
 photos that are not the calibration photos, refused below the stated agreement,
-and served by the same app, which says it is INT8."""
+and served by the same app, which says it is INT8.
 
-import os
-import subprocess
-import sys
+The default model is quantized from the run's one fp32 compile of it (`fresh_compile`),
+by `compile --int8`'s own last step; the command line's `--int8` runs whole in
+tests/test_corpus.py and in the container test's INT8 image."""
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,28 +16,26 @@ from starlette.testclient import TestClient
 
 from app.inference.model import Model
 from app.main import create_app
-from compiler.learner import CompileError
-from compiler.main import compile_file
-from compiler.quantize import CALIBRATION, MIN_AGREEMENT
-from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ROOT, make_settings
+from tests.cache import COMPILING, Cache, key
+from tests.helpers import CAT_CLASSES, COMPILED, MODEL, make_settings
 from tests.learners import colour_pictures
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model compiled with `python -m app compile --int8`, as a user would."""
-    out = tmp_path_factory.mktemp("int8") / "export-int8.onnx"
-    run = subprocess.run(
-        [sys.executable, "-m", "app", "compile", str(MODEL), "-o", str(out), "--int8"],
-        cwd=ROOT,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "INT8, calibrated on 3 photos: fp32's answer on" in run.stderr
-    return out
+def int8_model(fresh_compile: Path, test_cache: Cache) -> Path:
+    """The default model in INT8, calibrated and checked on compile --int8's defaults."""
+    from compiler.main import quantize_file
+
+    def build(folder: Path) -> None:
+        said: list[str] = []
+        quantize_file(fresh_compile, folder / "export-int8.onnx", say=said.append)
+        (folder / "said.txt").write_text("\n".join(said))
+
+    entry = test_cache.make("default-int8", key((*COMPILING, MODEL.name), {"int8": 1}), build)
+    assert "INT8, calibrated on 3 photos: fp32's answer on" in (entry / "said.txt").read_text()
+    return entry / "export-int8.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +45,8 @@ def int8_client(int8_model: Path) -> Iterator[TestClient]:
 
 
 def test_agreement_is_measured_on_held_out_photos(int8_model: Path) -> None:
+    from compiler.quantize import CALIBRATION, MIN_AGREEMENT
+
     info = Model.load(int8_model).info
     assert info["precision"] == "int8"
     quantization = info["quantization"]
@@ -85,25 +86,31 @@ def test_close_to_fp32(int8_model: Path, chelsea, coffee) -> None:
         assert abs(float(got.sum()) - 1) < 1e-4  # the activation stayed float
 
 
-def test_refused_below_the_agreement(tmp_path: Path) -> None:
+def test_refused_below_the_agreement(fresh_compile: Path, tmp_path: Path) -> None:
     """Calibrated on one flat grey picture, the ranges fit nothing real: refused, by
     how much, and no file is written."""
+    from compiler.learner import CompileError
+    from compiler.main import quantize_file
+
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (224, 224), (128, 128, 128)).save(flat / "grey.png")
     out = tmp_path / "m.onnx"
     with pytest.raises(CompileError, match=r"held-out images \(\d+%\), below the 95% required"):
-        compile_file(MODEL, out, say=lambda line: None, int8=True, calibration=flat)
+        quantize_file(fresh_compile, out, say=lambda line: None, calibration=flat)
     assert not out.exists()
 
 
-def test_held_out_photos_may_not_be_calibration_photos(tmp_path: Path) -> None:
+def test_held_out_photos_may_not_be_calibration_photos(fresh_compile: Path, tmp_path) -> None:
+    from compiler.learner import CompileError
+    from compiler.main import quantize_file
+    from compiler.quantize import CALIBRATION
+
     with pytest.raises(CompileError, match="must not be calibration photos"):
-        compile_file(
-            MODEL,
+        quantize_file(
+            fresh_compile,
             tmp_path / "m.onnx",
             say=lambda line: None,
-            int8=True,
             calibration=CALIBRATION,
             holdout=CALIBRATION,
         )
@@ -112,6 +119,9 @@ def test_held_out_photos_may_not_be_calibration_photos(tmp_path: Path) -> None:
 def test_multi_label_int8_keeps_the_passing_labels(colours_model: Path, tmp_path: Path) -> None:
     """A multi-label learner quantized on the user's own pictures: agreement means the
     same labels past the threshold."""
+    from compiler.main import compile_file
+    from compiler.quantize import MIN_AGREEMENT
+
     for folder, seed in (("calibration", 21), ("holdout", 22)):
         (tmp_path / folder).mkdir()
         for index, (_, data) in enumerate(colour_pictures(12, seed=seed)):

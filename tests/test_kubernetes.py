@@ -65,6 +65,7 @@ def mebibytes(quantity: str) -> float:
     return int(number) * (1024 if unit == "Gi" else 1) * 2**20 / 1e6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_manifests_render_and_validate(kustomization: str) -> None:
     objects = rendered(kustomization)
@@ -74,6 +75,7 @@ def test_manifests_render_and_validate(kustomization: str) -> None:
         kubernetes_validate.validate(obj, KUBERNETES, strict=True)  # raises when invalid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_manifests_fit_the_app(kustomization: str) -> None:
     kinds = by_kind(rendered(kustomization))
@@ -115,6 +117,7 @@ def test_manifests_fit_the_app(kustomization: str) -> None:
     assert kinds["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
 
+@pytest.mark.unit
 def test_kserve_example_speaks_v2_with_the_same_image() -> None:
     service = yaml.safe_load(KSERVE.read_text())
     assert service["apiVersion"] == "serving.kserve.io/v1beta1"

@@ -14,6 +14,8 @@ import pytest
 
 from tests.live import TIMER_SLACK_S, Live, multipart, partial_upload, request, serve
 
+pytestmark = pytest.mark.slow
+
 LIMITS = {
     "BODY_TIMEOUT": "1",
     "HEADER_TIMEOUT": "1",

@@ -9,16 +9,12 @@ import numpy as np
 import onnx
 import pytest
 import skimage.data
-import torch
-from fastai.learner import Learner
-from fastai.vision.core import PILImage
 from PIL import Image
 
 from app.inference.images import ANY_SIZE, decode_image
 from app.inference.metadata import metadata_props, sha256_of
 from app.inference.model import METADATA_KEY, Model, ModelLoadError
 from app.kinds import Kind, kind_of
-from compiler.learner import read_learner
 from tests.helpers import CAT_CLASSES, COMPILED, MODEL, ROOT, encode
 
 
@@ -33,7 +29,10 @@ def kind(model: Model) -> Kind:
 
 
 @pytest.fixture(scope="module")
-def reference() -> Learner:
+def reference(fastai_vision) -> object:
+    """export.pkl's learner, to ask learn.predict."""
+    from compiler.learner import read_learner
+
     return read_learner(MODEL)
 
 
@@ -41,12 +40,15 @@ def served_probs(model: Model, image: Image.Image) -> np.ndarray:
     return model.infer([model.preprocess(image)])[0]
 
 
-def fastai_probs(reference: Learner, image: Image.Image) -> np.ndarray:
+def fastai_probs(reference: object, image: Image.Image) -> np.ndarray:
+    from fastai.vision.core import PILImage
+
     with reference.no_bar():
         _, _, probs = reference.predict(PILImage.create(image))
     return probs.numpy()
 
 
+@pytest.mark.unit
 def test_vocab_is_imagenet_in_index_order(kind: Kind) -> None:
     labels = kind.labels
     assert len(labels) == len(set(labels)) == 1000
@@ -57,6 +59,7 @@ def test_vocab_is_imagenet_in_index_order(kind: Kind) -> None:
     assert "crane" in labels[134] and "crane" in labels[517] and labels[134] != labels[517]
 
 
+@pytest.mark.unit
 def test_default_model_knows_real_photos(model: Model, kind: Kind, chelsea, coffee) -> None:
     assert kind.ranked(served_probs(model, chelsea), 1)[0]["label"] in CAT_CLASSES
     assert kind.ranked(served_probs(model, coffee), 1)[0]["label"] == "espresso"
@@ -70,7 +73,7 @@ def rotated_with_exif(image: Image.Image) -> bytes:
 
 
 @pytest.mark.parametrize("name", ["chelsea", "astronaut", "rotated", "large-served"])
-def test_served_model_matches_learn_predict(model: Model, reference: Learner, name: str) -> None:
+def test_served_model_matches_learn_predict(model: Model, reference: object, name: str) -> None:
     """Photos other than the compiler's own parity set, decoded as the server does."""
     if name == "rotated":
         image = decode_image(rotated_with_exif(Image.fromarray(skimage.data.chelsea())), ANY_SIZE)
@@ -85,6 +88,7 @@ def test_served_model_matches_learn_predict(model: Model, reference: Learner, na
     assert served.argmax() == expected.argmax()
 
 
+@pytest.mark.unit
 def test_batched_equals_one_at_a_time(model: Model, chelsea, coffee) -> None:
     inputs = [model.preprocess(chelsea), model.preprocess(coffee)]
     together = model.infer(inputs)
@@ -92,11 +96,13 @@ def test_batched_equals_one_at_a_time(model: Model, chelsea, coffee) -> None:
     assert np.allclose(together[1], model.infer(inputs[1:])[0], atol=1e-5)
 
 
+@pytest.mark.unit
 def test_exif_orientation_is_applied(chelsea) -> None:
     upright = decode_image(rotated_with_exif(chelsea), ANY_SIZE)
     assert upright.size == chelsea.size
 
 
+@pytest.mark.unit
 def test_top_k_is_sorted_and_bounded(model: Model, kind: Kind, coffee) -> None:
     probs = served_probs(model, coffee)
     top = kind.ranked(probs, 5)
@@ -106,6 +112,7 @@ def test_top_k_is_sorted_and_bounded(model: Model, kind: Kind, coffee) -> None:
     assert abs(float(probs.sum()) - 1) < 1e-4
 
 
+@pytest.mark.unit
 def test_metadata_says_runtime_source_and_parity(model: Model, kind: Kind) -> None:
     meta = {**model.metadata(), **kind.describe()}
     assert meta["class_count"] == 1000 and meta["input_size"] == [224, 224]
@@ -122,6 +129,7 @@ def test_metadata_says_runtime_source_and_parity(model: Model, kind: Kind) -> No
     assert meta["parity"]["images"] >= 17 and meta["parity"]["max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.unit
 def test_not_a_model_file(tmp_path: Path) -> None:
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"definitely not a graph")
@@ -129,6 +137,7 @@ def test_not_a_model_file(tmp_path: Path) -> None:
         Model.load(bogus)
 
 
+@pytest.mark.unit
 def test_metadata_is_read_without_loading_the_graph() -> None:
     """app/inference/metadata.py reads what the onnx package reads, with no session."""
     expected = {entry.key: entry.value for entry in onnx.load(COMPILED).metadata_props}
@@ -136,12 +145,15 @@ def test_metadata_is_read_without_loading_the_graph() -> None:
 
 
 def test_an_onnx_file_not_compiled_by_pounce(tmp_path: Path) -> None:
+    import torch
+
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(torch.nn.ReLU(), (torch.zeros(1, 3),), str(plain), dynamo=False)
     with pytest.raises(ModelLoadError, match=r"no Pounce metadata.*python -m app compile"):
         Model.load(plain)
 
 
+@pytest.mark.unit
 def test_jpeg_draft_decoding_keeps_the_prediction(model: Model) -> None:
     """A 12 MP JPEG decoded at reduced scale gives (nearly) the full decode's answer."""
     photo = encode(
@@ -163,8 +175,13 @@ def test_jpeg_draft_decoding_keeps_the_prediction(model: Model) -> None:
 BUILT_WITH_PYTHON = "3.11.7"
 
 
-def test_build_script_reproduces_the_committed_model(tmp_path: Path, reference: Learner) -> None:
+@pytest.mark.slow
+def test_build_script_reproduces_the_committed_model(tmp_path: Path, reference: object) -> None:
     """`make model` is deterministic: rebuilding gives the committed export."""
+    import torch
+
+    from compiler.learner import read_learner
+
     out = tmp_path / "export.pkl"
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "build_default_model.py"), "--out", str(out)],
@@ -184,6 +201,7 @@ def test_build_script_reproduces_the_committed_model(tmp_path: Path, reference: 
     assert all(torch.equal(weights[k], committed[k]) for k in weights)
 
 
+@pytest.mark.unit
 def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
     """What ONNX Runtime would call "system error number 13" (or 21) gets its name."""
     with pytest.raises(ModelLoadError, match=r"cannot read .*: Is a directory"):

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastai.vision.core import PILImage
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from compiler.learner import read_learner
 from tests.helpers import make_settings, run_cli
 from tests.learners import COLOURS, colour_pictures
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +41,18 @@ def test_model_says_it_is_multi_label(colours_client: TestClient) -> None:
     assert parity["same_labels"] == parity["images"] >= 17 and parity["max_abs_diff"] <= 1e-4
 
 
-def test_served_labels_are_learn_predicts(colours_client: TestClient, colours_model: Path) -> None:
+def test_served_labels_are_learn_predicts(
+    colours_client: TestClient, colours_model: Path, fastai_vision
+) -> None:
+    from compiler.learner import read_learner
+
     learn = read_learner(colours_model)
     right = 0
     made = colour_pictures(30)
     for names, data in made:
         body = upload(colours_client, data)
         with learn.no_bar():
-            decoded, _, probs = learn.predict(PILImage.create(io.BytesIO(data)))
+            decoded, _, probs = learn.predict(fastai_vision.PILImage.create(io.BytesIO(data)))
         index = learn.dls.vocab.o2i
         assert set(body["labels"]) == set(decoded)  # ordered by the served probabilities
         served = {p["label"]: p["probability"] for p in body["predictions"]}

@@ -2,22 +2,26 @@
 
 import logging
 
+import pytest
 from starlette.testclient import TestClient
 
 from tests.helpers import upload
 
 
+@pytest.mark.unit
 def test_every_response_has_a_request_id(client: TestClient) -> None:
     for response in [client.get("/healthz"), client.get("/nope"), client.get("/api/model")]:
         assert len(response.headers["X-Request-ID"]) == 32
 
 
+@pytest.mark.unit
 def test_sane_client_request_id_is_echoed_in_header_and_error(client: TestClient) -> None:
     response = client.get("/nope", headers={"X-Request-ID": "trace-abc.123"})
     assert response.headers["X-Request-ID"] == "trace-abc.123"
     assert response.json()["error"]["request_id"] == "trace-abc.123"
 
 
+@pytest.mark.unit
 def test_insane_client_request_id_is_replaced(client: TestClient) -> None:
     for bad in ["x" * 500, "evil\r\nSet-Cookie: a=b".replace("\r\n", " "), "<script>"]:
         response = client.get("/nope", headers={"X-Request-ID": bad})
@@ -25,6 +29,7 @@ def test_insane_client_request_id_is_replaced(client: TestClient) -> None:
         assert response.json()["error"]["request_id"] == response.headers["X-Request-ID"]
 
 
+@pytest.mark.unit
 def test_errors_carry_code_message_and_request_id(client: TestClient) -> None:
     for response in [
         client.get("/nope"),
@@ -34,6 +39,7 @@ def test_errors_carry_code_message_and_request_id(client: TestClient) -> None:
         assert set(response.json()["error"]) == {"code", "message", "request_id"}
 
 
+@pytest.mark.unit
 def test_metrics(client: TestClient, chelsea_jpeg: bytes) -> None:
     client.post("/api/predict", files=upload(chelsea_jpeg))
     client.get("/nope")
@@ -51,6 +57,7 @@ def test_metrics(client: TestClient, chelsea_jpeg: bytes) -> None:
         assert name in text, name
 
 
+@pytest.mark.unit
 def test_one_json_access_log_line_per_request(client: TestClient, caplog) -> None:
     secret_url = "http://user:hunter2@10.0.0.1/cat.jpg"
     with caplog.at_level(logging.INFO, logger="app.access"):
@@ -69,6 +76,7 @@ def test_one_json_access_log_line_per_request(client: TestClient, caplog) -> Non
     assert "hunter2" not in logged and "10.0.0.1" not in logged
 
 
+@pytest.mark.unit
 def test_access_log_formats_as_json() -> None:
     import json
 
@@ -87,6 +95,7 @@ def test_access_log_formats_as_json() -> None:
     assert line["level"] == "INFO" and "time" in line
 
 
+@pytest.mark.unit
 def test_a_genuine_server_error_is_logged_with_its_traceback(caplog, chelsea_jpeg: bytes) -> None:
     """A failure of ours stays an ERROR, with its traceback; the client gets the generic
     500 body (a vanished client, by contrast, is an INFO line with 499: test_faults.py)."""
@@ -106,6 +115,7 @@ def test_a_genuine_server_error_is_logged_with_its_traceback(caplog, chelsea_jpe
     assert [r.status for r in caplog.records if r.name == "app.access"] == [500]
 
 
+@pytest.mark.slow
 def test_in_a_terminal_the_logs_are_readable_lines(tmp_path) -> None:
     """LOG_FORMAT=text (what `auto` picks when stderr is a terminal): one readable line a
     record, the access log's fields as key=value, no JSON."""

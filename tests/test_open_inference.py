@@ -20,6 +20,8 @@ from app.main import create_app
 from tests.helpers import ROOT, make_settings
 from tests.live import Live, multipart, request
 
+pytestmark = pytest.mark.slow
+
 PHOTOS = [ROOT / "static" / "examples" / f"{name}.jpg" for name in ("cat", "coffee", "rocket")]
 
 

@@ -11,6 +11,8 @@ from app.error_codes import ERRORS, RETRY_AFTER
 from app.http.openapi import BATCH_FORM, OPERATIONS, document
 from app.main import routes
 
+pytestmark = pytest.mark.unit
+
 
 def refs(node: object) -> set[str]:
     if isinstance(node, dict):

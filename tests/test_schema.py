@@ -7,6 +7,7 @@ under the network guard, so URLs it invents are refused before any packet
 leaves; that refusal is the 502 `url_unreachable` the API documents.
 """
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
@@ -21,6 +22,8 @@ from app.inference.model import read_info
 from app.kinds import kind_of
 from app.main import routes
 from tests.helpers import COMPILED
+
+pytestmark = pytest.mark.unit
 
 UPSTREAM_FAILURES = {"url_unreachable", "url_fetch_failed", "url_http_error", "url_timeout"}
 

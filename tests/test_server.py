@@ -18,6 +18,8 @@ import pytest
 from tests.helpers import CAT_CLASSES, MODEL, ROOT, encode
 from tests.live import Live, multipart, request, rss_mb, serve
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
@@ -26,6 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         assert live.terminate() == 0
 
 
+@pytest.mark.smoke  # one of the container test's sample of the slow tier
 def test_predicts_over_a_socket(server: Live, chelsea_jpeg: bytes) -> None:
     body, headers = multipart(chelsea_jpeg)
     status, payload, response_headers = request(server.port, "POST", "/api/predict", body, headers)

@@ -11,46 +11,40 @@ serves it over HTTP and compares the answers.
 - classifiers.py: the classifier shapes (docs/models.md's table is made from them);
 - others.py: vision learners that are not classifiers, and learners that are not
   vision learners;
+- catalog.py: their names and descriptions, read without importing fastai;
 - __main__.py: the "notebook": the functions it defines, pickled by reference from
-  `__main__` by fastai 2.7, and the build.
+  `__main__` by fastai 2.7, and the build;
+- compiling.py: the compiler, run on the exports one after another in one process of
+  their line (`python -m tests.corpus.compiling`);
+- compiled.py: the `corpus` fixture: built, compiled and cached by (line, learner), in
+  the background, as the tests need them.
+
+This module imports no fastai: the unit tests read its names.
 """
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
-
-from compiler.torchvision_compat import ensure_torchvision
-
-ensure_torchvision()  # before any module of the corpus imports fastai
 
 LABELS = ("disc", "square")
 PROBES = {"wide-300x100": (300, 100), "tall-100x180": (100, 180), "small-64x64": (64, 64)}
 SCENES = {"scene-wide-300x100": (300, 100), "scene-tall-100x180": (100, 180)}  # for others.py
 SIZE = (96, 72)  # the training pictures'; the probes have other sizes and aspect ratios
 WINDOWS = "ch1_is_cat_windows"  # ch1_is_cat again, exported as if on Windows
+# The other kinds the page draws: trained (by the 2.8 line) to find the disc and the square.
+DRAWN = ("regression", "keypoints", "segmentation")
 
 
-@dataclass(frozen=True)
-class Shape:
-    """One learner: how it is made, and what docs/models.md's table says of it."""
-
-    make: Callable[[Path], object]
-    source: str
-    factory: str
-    items: str
-    batch: str
-    architecture: str
-
-
-def registrar(shapes: dict[str, Shape]) -> Callable:
-    """A decorator adding the function it decorates to `shapes`, described."""
+def registrar(recipes: dict[str, Callable[[Path], object]]) -> Callable:
+    """A decorator adding the function it decorates to `recipes`. Its arguments describe
+    the learner for docs/models.md's table (source, factory, item_tfms, batch_tfms,
+    architecture): catalog.py reads them from the source, as literals."""
 
     def shape(source: str, factory: str, items: str, batch: str, architecture: str) -> Callable:
         def register(make: Callable[[Path], object]) -> Callable[[Path], object]:
-            shapes[make.__name__] = Shape(make, source, factory, items, batch, architecture)
+            recipes[make.__name__] = make
             return make
 
         return register
@@ -95,7 +89,7 @@ def scene(size: tuple[int, int], rng: random.Random) -> tuple[Image.Image, Image
     return image, mask, facts
 
 
-def pictures(root: Path, layout: str, count: int = 40) -> list[Path]:
+def pictures(root: Path, layout: str, count: int = 16) -> list[Path]:
     """`count` pictures under root, named the way a factory reads its labels: "name"
     (pets: Disc_3.png for a disc, lower-case for a square, so `is_cat` tells them
     apart), or "folder" (root/<label>/3.png)."""
@@ -111,18 +105,3 @@ def pictures(root: Path, layout: str, count: int = 40) -> list[Path]:
         picture(label, SIZE, rng).save(path)
         made.append(path)
     return made
-
-
-def table(shapes: dict[str, Shape], lines: tuple[str, ...]) -> str:
-    """docs/models.md's table of what compiles: one row a shape, a column a fastai line
-    (every mark is a test of tests/test_corpus.py)."""
-    head = ["from", "built with", "item_tfms", "batch_tfms", "architecture"]
-    rows = [
-        "| " + " | ".join([*head, *(f"fastai {line}" for line in lines)]) + " |",
-        "|" + "---|" * (len(head) + len(lines)),
-    ]
-    for recipe in shapes.values():
-        code = [f"`{tfms}`" if tfms else "none" for tfms in (recipe.items, recipe.batch)]
-        cells = [recipe.source, recipe.factory, *code, recipe.architecture]
-        rows.append("| " + " | ".join([*cells, *("✅" for _ in lines)]) + " |")
-    return "\n".join(rows) + "\n"

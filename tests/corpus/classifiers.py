@@ -1,6 +1,7 @@
 """The classifier shapes of the corpus, each as the book or the course builds it."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -40,9 +41,9 @@ from fastai.vision.all import (
 )
 
 import __main__ as notebook  # the build's "notebook": tests/corpus/__main__.py
-from tests.corpus import Shape, pictures, registrar
+from tests.corpus import pictures, registrar
 
-SHAPES: dict[str, Shape] = {}
+SHAPES: dict[str, Callable[[Path], object]] = {}  # by name: how each is made
 shape = registrar(SHAPES)
 HELPER_MODULE = "corpus_labels"  # written beside the pictures; not importable when compiling
 

@@ -3,6 +3,7 @@ learners (regression, keypoints, segmentation), learners that are not vision lea
 (tabular, text), and a classifier whose network class is defined in the notebook."""
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,9 @@ from fastai.vision.all import (
 )
 
 import __main__ as notebook  # the build's "notebook": tests/corpus/__main__.py
-from tests.corpus import SIZE, Shape, registrar, scene
+from tests.corpus import SIZE, registrar, scene
 
-OTHERS: dict[str, Shape] = {}
+OTHERS: dict[str, Callable[[Path], object]] = {}  # by name: how each is made
 other = registrar(OTHERS)
 CODES = ["background", "disc", "square"]
 
