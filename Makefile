@@ -57,15 +57,14 @@ run: $(VENV)/.runtime
 	if [ $$? -eq 3 ]; then $(MAKE) --no-print-directory $(VENV)/.compile; fi
 	$(PY) -m app serve
 
-# The suite in its tiers (docs/architecture.md#testing): the unit tier first, which
-# answers in under a minute, then everything else, once; the tools are installed side by side.
+# The whole suite, once (docs/architecture.md#testing): the unit tier runs first and answers
+# in under a minute (`pytest -m unit` runs it alone); the tools are installed side by side.
 test:
 	@$(MAKE) --no-print-directory -j3 $(VENV)/.dev $(OPENAPI_VENV)/.done \
 		clients/typescript/node_modules/.done
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -m unit
-	$(PY) -m pytest -m "not unit" --durations=15
+	$(PY) -m pytest --durations=15
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

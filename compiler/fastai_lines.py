@@ -20,6 +20,7 @@ import os
 import pickletools
 import sys
 import zipfile
+from functools import lru_cache
 from pathlib import Path
 
 # The overlay of each line other than the installed one, inside the environment.
@@ -49,7 +50,18 @@ def _pickle_of(path: Path) -> bytes:
 
 
 def pickled_globals(path: Path) -> set[str]:
-    """The `module.name`s the export's pickle looks up (GLOBAL and STACK_GLOBAL)."""
+    """The `module.name`s the export's pickle looks up (GLOBAL and STACK_GLOBAL). Read
+    once a process for each state of the file: choosing the line and reading the learner
+    both ask, and reading the opcodes of a large pickle takes a while."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return set()  # the loader will say what is wrong with it
+    return set(_globals(Path(path), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=16)
+def _globals(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
     found: set[str] = set()
     memo: dict[object, object] = {}
     pushed: list[object] = []  # strings as pushed (or fetched from the memo); else None
@@ -72,7 +84,7 @@ def pickled_globals(path: Path) -> set[str]:
                 pushed.append(None)
     except (ValueError, EOFError, OSError, zipfile.BadZipFile):
         pass  # not a pickle: the loader will say what it is
-    return found
+    return frozenset(found)
 
 
 def export_line(path: Path) -> str | None:

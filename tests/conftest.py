@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from tests import helpers
-from tests.cache import COMPILING, Cache, key
+from tests.cache import Cache
 from tests.corpus.compiled import FASTAI_LINES, WAIT_S, Corpus
 from tests.helpers import MODEL, ImageServer, encode, make_settings
 
@@ -129,14 +129,9 @@ def fastai_vision() -> object:
 def fresh_compile(test_cache: Cache) -> Path:
     """export.pkl compiled by this checkout's compiler: the one compile of the default
     network a run makes, kept while neither the compiler nor export.pkl changes."""
+    from tests.learners import compiled
 
-    def build(folder: Path) -> None:
-        from compiler.main import compile_file
-
-        compile_file(MODEL, folder / "export.onnx", say=lambda line: None)
-
-    entry_key = key((*COMPILING, MODEL.name))
-    return test_cache.make("default-compiled", entry_key, build) / "export.onnx"
+    return compiled(test_cache, MODEL)
 
 
 @pytest.fixture(scope="session")
@@ -145,6 +140,14 @@ def colours_model(test_cache: Cache) -> Path:
     from tests.learners import cached, train_colours
 
     return cached(test_cache, train_colours)
+
+
+@pytest.fixture(scope="session")
+def colours_compiled(test_cache: Cache, colours_model: Path) -> Path:
+    """The multi-label fixture learner, compiled (serving it needs nothing more)."""
+    from tests.learners import compiled
+
+    return compiled(test_cache, colours_model)
 
 
 @pytest.fixture(scope="session")
@@ -211,12 +214,19 @@ def learners_of(item: pytest.Item) -> list[tuple[str, str]]:
     return [(line, name) for name in names for line in lines]
 
 
+def _order(item: pytest.Item) -> int:
+    if "corpus" in item.fixturenames:
+        return 2
+    return 0 if item.get_closest_marker("unit") else 1
+
+
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests that use the corpus go last, with time to wait for it, and what they use
-    starts being made now, in the background, while the others run."""
+    """The unit tier runs first (it answers in a minute, and proves it loads no torch
+    before anything else has), the tests that use the corpus last, with time to wait for
+    it; what they use starts being made now, in the background, while the others run."""
+    items.sort(key=_order)
     users = [item for item in items if "corpus" in item.fixturenames]
-    items[:] = [item for item in items if "corpus" not in item.fixturenames] + users
     for item in users:
         item.add_marker(pytest.mark.timeout(WAIT_S + 300))
     pairs = [pair for item in users for pair in learners_of(item)]

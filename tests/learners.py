@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.cache import REQUIREMENTS, Cache, key
+from app.inference.metadata import sha256_of
+from tests.cache import COMPILING, REQUIREMENTS, Cache, key
 from tests.helpers import fastai_vision
 
 # The default model's normalisation (scripts/build_default_model.py).
@@ -38,6 +39,19 @@ def cached(cache: Cache, train: Callable[[Path], Path]) -> Path:
     entry_key = key(("tests/learners.py", *REQUIREMENTS), {"learner": train.__name__})
     folder = cache.make(f"trained-{train.__name__}", entry_key, build)
     return next(folder.glob("*.pkl"))
+
+
+def compiled(cache: Cache, export: Path) -> Path:
+    """`export` compiled by this checkout's compiler (in this process), from the test
+    cache while neither the export nor what compiles it changed."""
+
+    def build(folder: Path) -> None:
+        from compiler.main import compile_file
+
+        compile_file(export, folder / f"{export.stem}.onnx", say=lambda line: None)
+
+    entry_key = key(COMPILING, {"export": sha256_of(export)})
+    return cache.make(f"compiled-{export.stem}", entry_key, build) / f"{export.stem}.onnx"
 
 
 def _export(

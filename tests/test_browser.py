@@ -162,12 +162,12 @@ def test_without_javascript_the_forms_still_work(browser, live: Live) -> None:
 
 
 def test_multi_label_answer_shows_passing_labels_and_the_threshold(
-    browser, colours_model: Path, tmp_path: Path
+    browser, colours_compiled: Path, tmp_path: Path
 ) -> None:
     """The passing labels first, then every label as a bar with the threshold marked."""
     picture = tmp_path / "picture.png"
     picture.write_bytes(colour_pictures(1, seed=5)[0][1])
-    with serve(tmp_path, MODEL_PATH=str(colours_model)) as server:
+    with serve(tmp_path, MODEL_PATH=str(colours_compiled)) as server:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{server.port}/")

@@ -1,8 +1,9 @@
 """Any single-label fastai vision classifier works: a tiny greyscale digits CNN.
 
-Trained here in seconds (tests/learners.py), exported as a user would, and
-served by the same app through MODEL_PATH: the server compiles the export in a
-child process the first time, and serves the compiled file from then on.
+Trained here in seconds (tests/learners.py), exported as a user would, compiled,
+and served by the same app through MODEL_PATH; its answers are learn.predict's.
+(How the server compiles an export it is given in a child process, and serves the
+compiled file from then on, is tests/test_boundary.py's.)
 """
 
 import io
@@ -17,7 +18,7 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from tests.cache import Cache
 from tests.helpers import make_settings
-from tests.learners import cached, digit_image, train_digits
+from tests.learners import cached, compiled, digit_image, train_digits
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +29,9 @@ def digits_model(test_cache: Cache) -> Path:
 
 
 @pytest.fixture(scope="module")
-def digits_client(digits_model: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(MODEL_PATH=str(digits_model), TOP_K="3"))) as client:
+def digits_client(digits_model: Path, test_cache: Cache) -> Iterator[TestClient]:
+    served = compiled(test_cache, digits_model)
+    with TestClient(create_app(make_settings(MODEL_PATH=str(served), TOP_K="3"))) as client:
         yield client
 
 

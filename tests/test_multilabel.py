@@ -1,9 +1,9 @@
 """Multi-label learners: every label's probability, and the labels past the threshold.
 
 The fixture (tests/learners.py) is trained here in seconds on pictures carrying two
-or three coloured squares, exported as a user would, and served through MODEL_PATH:
-the server compiles it (parity with learn.predict included) and answers with the
-labels fastai's `learn.predict` decodes.
+or three coloured squares, exported as a user would, compiled (parity with
+learn.predict included) and served through MODEL_PATH, and answers with the labels
+fastai's `learn.predict` decodes.
 """
 
 import io
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def colours_client(colours_model: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(MODEL_PATH=str(colours_model)))) as client:
+def colours_client(colours_compiled: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(MODEL_PATH=str(colours_compiled)))) as client:
         yield client
 
 
@@ -114,12 +114,12 @@ def test_page_shows_passing_labels_then_bars_with_the_threshold(
 
 
 def test_cli_prints_the_same_answers(
-    colours_client: TestClient, colours_model: Path, tmp_path: Path
+    colours_client: TestClient, colours_compiled: Path, tmp_path: Path
 ) -> None:
     made = colour_pictures(2, seed=11)
     for index, (_, data) in enumerate(made):
         (tmp_path / f"{index}.png").write_bytes(data)
-    run = run_cli("predict", str(tmp_path), MODEL_PATH=str(colours_model))
+    run = run_cli("predict", str(tmp_path), MODEL_PATH=str(colours_compiled))
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     for line, (_, data) in zip(lines, made, strict=True):
