@@ -72,11 +72,12 @@ FROM build AS dev
 ENV PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8000
-# Debian's chromium, which the browser tests drive (Playwright can't download its own):
-# the whole suite runs in this image. Debian's version is the one to have, so it isn't pinned.
+# Debian's chromium, which the browser tests drive (Playwright can't download its own), and
+# libatomic1, which Playwright's own Node.js driver needs. Debian's versions are the ones to
+# have, so they aren't pinned.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends chromium \
+    && apt-get install -y --no-install-recommends chromium libatomic1 \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements-dev.txt /tmp/requirements-dev.txt
 RUN --mount=type=secret,id=pip_cert \

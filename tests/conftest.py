@@ -201,8 +201,8 @@ CORPUS = pytest.StashKey[Corpus]()
 
 def learners_of(item: pytest.Item) -> list[tuple[str, str]]:
     """The (line, name)s of the corpus a test uses: its `line` and `name` parameters, or
-    `@pytest.mark.learners(name..., lines=(...))` (every line unless a parameter or
-    `lines` says which)."""
+    `@pytest.mark.learners(name..., lines=(...), int8=...)` (every line unless a parameter
+    or `lines` says which)."""
     params = item.callspec.params if hasattr(item, "callspec") else {}
     marker = item.get_closest_marker("learners")
     names = marker.args if marker and marker.args else [params.get("name")]
@@ -212,6 +212,12 @@ def learners_of(item: pytest.Item) -> list[tuple[str, str]]:
     if marker and "lines" in marker.kwargs:
         lines = marker.kwargs["lines"]
     return [(line, name) for name in names for line in lines]
+
+
+def _quantized(item: pytest.Item) -> bool:
+    """`@pytest.mark.learners(..., int8=True)`: the test compiles them with --int8 too."""
+    marker = item.get_closest_marker("learners")
+    return bool(marker and marker.kwargs.get("int8"))
 
 
 def _order(item: pytest.Item) -> int:
@@ -233,6 +239,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if pairs and not config.option.collectonly:
         corpus = config.stash.setdefault(CORPUS, Corpus(Cache()))
         corpus.prefetch(pairs)
+        quantized = [item for item in users if _quantized(item)]
+        corpus.prefetch_int8(pair for item in quantized for pair in learners_of(item))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

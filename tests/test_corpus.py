@@ -299,7 +299,7 @@ def test_every_surface_gives_the_same_answer(corpus: Corpus, name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.learners("keypoints", "segmentation", lines=("2.8",))
+@pytest.mark.learners("keypoints", "segmentation", lines=("2.8",), int8=True)
 def test_int8_is_offered_where_it_keeps_the_answers(corpus: Corpus) -> None:
     """compile --int8 for the other kinds, judged by the kind's own agreement on held-out
     scenes. Points must keep their place within 2.5% of the frame: whether this briefly
