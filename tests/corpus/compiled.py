@@ -6,9 +6,10 @@ the background: as soon as the tests are collected, the session asks for every
 learner they will use (`Corpus.prefetch`), and the tests that use one run last, so
 the learners are trained and compiled while the rest of the suite runs. The builds and
 compiles run at the lowest CPU priority: they take the time the other tests leave
-idle, not time those tests measure. Each line has a build process (`python -m
-tests.corpus`) and a compiling process (tests/corpus/compiling.py) of its own, so
-the two lines go side by side, and an export is compiled as soon as it is made.
+idle, not time those tests measure. Each line has two build processes (`python -m
+tests.corpus`: the drawn learners, which train longest, and the classifiers) and a
+compiling process (tests/corpus/compiling.py) of its own, so the lines go side by
+side, and an export is compiled as soon as it is made.
 
 A learner's entry (its export, learn.predict's answers on the probes, the probes) is
 keyed by what builds it: tests/corpus/, the requirements, the versions, the CPU. Its
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from compiler.fastai_lines import LINES
 from tests.cache import COMPILING, CORPUS, Cache, key
-from tests.corpus import SIZE, scene
+from tests.corpus import DRAWN, SIZE, scene
 from tests.corpus.catalog import MADE_BY
 from tests.helpers import ROOT
 
@@ -99,8 +100,11 @@ class Corpus:
             self._asked.update(todo)
         for line in FASTAI_LINES:
             names = [name for wanted, name in todo if wanted == line]
-            if names:
-                self._background(self._make, line, names)
+            # The drawn learners train longest: they are built beside the classifiers.
+            drawn = [name for name in names if name in DRAWN]
+            for group in (drawn, [name for name in names if name not in drawn]):
+                if group:
+                    self._background(self._make, line, group)
 
     def __getitem__(self, pair: tuple[str, str]) -> Built:
         self.prefetch([pair])
