@@ -175,7 +175,9 @@ def compile_model(args: argparse.Namespace) -> None:
             "`make compile` installs them (requirements-compile.txt)"
         )
     out = args.out or source.with_suffix(".onnx")
-    options = ["--int8"] if args.int8 else []
+    options = [
+        flag for flag, on in (("--int8", args.int8), ("--fast-decode", args.fast_decode)) if on
+    ]
     for flag, folder in (("--calibration", args.calibration), ("--holdout", args.holdout)):
         if folder is not None:
             options += [flag, str(folder.resolve())]  # the child runs in the repo root
@@ -225,7 +227,14 @@ def main(argv: list[str] | None = None) -> None:
         "--holdout",
         type=Path,
         metavar="DIR",
-        help="with --int8: other photos of yours to check it on (default: 20 ImageNet photos)",
+        help="with --int8 or --fast-decode: other photos of yours to check it on (default: 20 "
+        "ImageNet photos for --int8, phone-size photos of the examples for --fast-decode)",
+    )
+    compile_cmd.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode large JPEGs at reduced scale: faster on phone photos, but not exactly "
+        "learn.predict's input; its agreement with exact decoding is measured and shown",
     )
     compile_cmd.add_argument(
         "--check",

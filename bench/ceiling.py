@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from app.inference.images import decode_image
 from app.inference.model import Model
 
 BATCHES = (1, 2, 4, 8)
@@ -77,11 +76,10 @@ def measure(
     """Every setting's forward rate, the best one with decoding, and single-image times
     at `threads` intra-op threads (the server's setting)."""
     models = {t: Model.load(path, threads=t) for t in {1, os.cpu_count() or 1, threads}}
-    draft = models[1].draft_size
     data = photos[load_photo]
 
     def prepare(photo: bytes) -> np.ndarray:
-        return models[1].preprocess(decode_image(photo, 10**9, draft))
+        return models[1].preprocess(models[1].decode(photo, 10**9))
 
     array = prepare(data)
     forward = {}

@@ -1,6 +1,6 @@
 """The peer: LitServe serving the same compiled ONNX model with the same preprocessing.
 
-Each request is decoded (app.inference.images.decode_image, with the model's JPEG draft size) and
+Each request is decoded (Model.decode, as the server decodes it) and
 preprocessed (Model.preprocess) in LitServe's decode_request, and run in its batched
 predict (Model.infer), in LitServe's inference worker processes. Its settings
 come from the environment, so bench/run.py can tune it as LitServe's docs advise:
@@ -16,7 +16,6 @@ from pathlib import Path
 import litserve as ls
 import numpy as np
 
-from app.inference.images import decode_image
 from app.inference.model import Model
 from app.kinds import kind_of
 from app.settings import default_of
@@ -34,7 +33,7 @@ class OnnxAPI(ls.LitAPI):
     def decode_request(self, request) -> np.ndarray:  # no annotation: LitServe reads them
         """LitServe hands a multipart request over as its parsed form."""
         data = request["file"].file.read()
-        return self.model.preprocess(decode_image(data, MAX_PIXELS, self.model.draft_size))
+        return self.model.preprocess(self.model.decode(data, MAX_PIXELS))
 
     def predict(self, x: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """A list when batching (max_batch_size > 1), one input otherwise."""

@@ -104,8 +104,8 @@ def servers(r: Results) -> str:
 - **naive** is `bench/naive_server.py`: `learn.predict` inside the async handler, the way
   the anchor apps serve; requests queue behind each other on the event loop.
 - **litserve** is `bench/litserve_server.py`: LitServe {version("litserve")} serving the same
-  `export.onnx` with the same decoding and preprocessing (`decode_image` with the model's
-  draft size, then `Model.preprocess`) in `decode_request`, and `Model.infer` in its
+  `export.onnx` with the same decoding and preprocessing (`Model.decode`, then
+  `Model.preprocess`) in `decode_request`, and `Model.infer` in its
   batched `predict`; it does not import torch. Tuned as its docs advise: workers_per_device
   1 or 2, ONNX Runtime intra-op threads per worker 1 or 2, max_batch_size 1, 4 or 8 with a
   batch_timeout, and fast_queue (ZMQ instead of multiprocessing queues);

@@ -27,6 +27,8 @@ from fastai.vision.core import PILBase, PILImage  # noqa: E402
 from fasttransform import Pipeline  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from app.inference.images import decode_image  # noqa: E402
+from app.inference.model import EXACT  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 
@@ -50,7 +52,6 @@ class TorchScriptModel:
         self._batch_tfms = Pipeline(valid.after_batch.fs, split_idx=1)
         resize = next(f for f in self._item_tfms.fs if isinstance(f, Resize))
         self.input_size = list(resize.size)
-        self.draft_size = 2 * max(self.input_size)
         self._network = self._trace(learn.model.eval().to(memory_format=torch.channels_last))
 
     @classmethod
@@ -76,6 +77,10 @@ class TorchScriptModel:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about Python-side values
             return torch.jit.freeze(torch.jit.trace(network, batch).eval())
+
+    def decode(self, data: bytes, max_pixels: int) -> Image.Image:
+        """Decoded at full size, as the served default and `learn.predict` decode."""
+        return decode_image(data, max_pixels, self.image_mode)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB image to the network's uint8 CHW input (thread-safe)."""
@@ -103,5 +108,6 @@ class TorchScriptModel:
             "architecture": self.architecture,
             "input_size": self.input_size,
             "image_mode": self.image_mode,
+            "decoding": EXACT,
             "source": {"file": self.path.name, "sha256": sha256},
         }

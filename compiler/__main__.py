@@ -1,4 +1,4 @@
-"""`python -m compiler export.pkl -o export.onnx [--int8]`, in the export's own fastai line.
+"""`python -m compiler export.pkl -o export.onnx [--int8] [--fast-decode]`, in its fastai line.
 
 The arguments are read and the export's line found (compiler/fastai_lines.py) before
 fastai is imported, since which fastai to import is what the line decides.
@@ -24,7 +24,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--holdout",
         type=Path,
-        help="other photos to check INT8 against fp32 on (default: 20 ImageNet photos)",
+        help="other photos to check INT8 against fp32 on (default: 20 ImageNet photos), and "
+        "reduced-scale decoding against exact (default: phone-size photos of the examples)",
+    )
+    parser.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode large JPEGs at reduced scale (measured against exact decoding)",
     )
     args = parser.parse_args(argv)
     try:
@@ -43,6 +49,7 @@ def main(argv: list[str]) -> None:
             say=lambda line: print(line, file=sys.stderr),
             int8=args.int8,
             holdout=args.holdout,
+            fast_decode=args.fast_decode,
             **options,
         )
     except CompileError as exc:

@@ -15,7 +15,8 @@ import fastai
 import onnx
 import torch
 
-from app.inference.model import FORMAT, METADATA_KEY, Model
+from app.inference.model import EXACT, FORMAT, METADATA_KEY, Model
+from compiler.decoding import check_fast_decode, reduced_decoding
 from compiler.export import OPSET, activation_name, export_graph, output_shape
 from compiler.kinds import check_frame, summary, task
 from compiler.learner import read_learner
@@ -56,10 +57,13 @@ def compile_file(
     int8: bool = False,
     calibration: Path = CALIBRATION,
     holdout: Path | None = None,
+    fast_decode: bool = False,
 ) -> dict:
     """Compile `source` to `out` and return the metadata written into it. With `int8`,
     the proven fp32 graph is quantized, calibrated on `calibration`'s photos and checked
-    against fp32 on `holdout`'s (compiler/quantize.py)."""
+    against fp32 on `holdout`'s (compiler/quantize.py). With `fast_decode`, large JPEGs
+    are to be decoded at reduced scale, measured against exact decoding on `holdout`'s
+    photos or phone-size ones (compiler/decoding.py)."""
     sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
     stood_in: list[str] = []
     learn = read_learner(source, stood_in)
@@ -67,6 +71,8 @@ def compile_file(
     translation = translate(learn)
     output = output_shape(learn, translation)
     check_frame(kind, translation, output)
+    if fast_decode:
+        check_fast_decode(translation.preprocessing["size"])
     say(
         f"compiling {source.name}: {type(learn.model).__name__}, {summary(kind, output)}, "
         f"{translation.preprocessing['mode']} {translation.preprocessing['size']}"
@@ -98,6 +104,7 @@ def compile_file(
         },
         "parity": None,
         "quantization": None,
+        "decoding": EXACT,
     }
     graph = export_graph(learn, translation)
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,6 +117,15 @@ def compile_file(
             f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), the same "
             "decoded answers on all"
         )
+        if fast_decode:
+            info["decoding"] = reduced_decoding(Model.load(unproven), holdout)
+            held = info["decoding"]["holdout"]
+            say(
+                f"reduced-scale JPEG decoding: the exact decoding's answer on "
+                f"{held['same_labels']} of {held['images']} held-out photos "
+                f"({held['agreement']:.1%}), largest difference in the output "
+                f"{held['max_abs_diff']:.2g}"
+            )
         if int8:
             proven = Path(tmp) / "fp32.onnx"
             proven.write_bytes(_with_info(graph, info))

@@ -20,7 +20,7 @@ fp32 (the top class, or a multi-label model's passing labels).
 
 import importlib.util
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +35,9 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
-from app.inference.images import ANY_SIZE, SUFFIXES, decode_image
+from app.inference.images import ANY_SIZE, SUFFIXES
 from app.inference.model import Model
-from app.kinds import kind_of
+from app.kinds import Kind, kind_of
 from app.settings import EXAMPLES_DIR
 from compiler.learner import CompileError
 
@@ -99,10 +99,9 @@ def _inputs(model: Model, paths: list[Path], mirrored: bool) -> Iterator[tuple[s
     """Each photo decoded and preprocessed as the server does (and mirrored too)."""
     for path in paths:
         try:
-            image = decode_image(path.read_bytes(), ANY_SIZE, model.draft_size)
+            image = model.decode(path.read_bytes(), ANY_SIZE)
         except Exception as exc:  # noqa: BLE001 - ApiError and OSError alike: say which file
             raise CompileError(f"cannot read the photo {path}: {exc}") from None
-        image = image.convert(model.preprocessor.mode)
         yield path.name, model.preprocess(image)
         if mirrored:
             mirror = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -117,12 +116,12 @@ class _Calibration(CalibrationDataReader):
         return next(self._feeds, None)
 
 
-def agreement(fp32: Model, int8: Model, holdout: list[Path]) -> dict:
-    """How often the INT8 model gives fp32's answer on the held-out photos."""
+def agreement_of(kind: Kind, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> dict:
+    """How often each (name, expected, got) pair gives the same decoded answer, as `kind`
+    compares them, and the largest difference: INT8 against fp32, reduced-scale decoding
+    against exact (compiler/decoding.py)."""
     same, worst, names, changed = 0, (0.0, ""), [], []
-    kind = kind_of(fp32.info)
-    for name, x in _inputs(fp32, holdout, mirrored=True):
-        expected, got = fp32.infer([x])[0], int8.infer([x])[0]
+    for name, expected, got in pairs:
         names.append(name)
         worst = max(worst, (float(np.abs(expected - got).max()), name))
         if kind.agrees(kind.decide(expected), kind.decide(got)):
@@ -138,6 +137,15 @@ def agreement(fp32: Model, int8: Model, holdout: list[Path]) -> dict:
         "changed": changed,
         "set": names,
     }
+
+
+def agreement(fp32: Model, int8: Model, holdout: list[Path]) -> dict:
+    """How often the INT8 model gives fp32's answer on the held-out photos."""
+    pairs = (
+        (name, fp32.infer([x])[0], int8.infer([x])[0])
+        for name, x in _inputs(fp32, holdout, mirrored=True)
+    )
+    return agreement_of(kind_of(fp32.info), pairs)
 
 
 def quantize(

@@ -20,7 +20,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from app.inference.images import ANY_SIZE, decode_image
+from app.inference.images import ANY_SIZE
 from app.inference.model import METADATA_KEY, Model
 from compiler.fastai_lines import export_line, pickled_globals
 from tests.graphs import graph_differences
@@ -43,11 +43,11 @@ def proven(info: dict) -> None:
     from compiler.parity import TOLERANCE
 
     parity = info["parity"]
-    assert parity["images"] >= 17 and parity["same_labels"] == parity["images"]
+    assert parity["images"] >= 20 and parity["same_labels"] == parity["images"]
     assert parity["tolerance"] == TOLERANCE and parity["max_abs_diff"] <= TOLERANCE
-    assert {"tiny 1x1", "panorama 1200x90", "CMYK", "16-bit", "palette", "12 MP"} <= set(
-        parity["set"]
-    )
+    phones = {f"{mp} MP {how}" for mp in (2, 12) for how in ("baseline 4:2:0", "progressive 4:4:4")}
+    odd = {"tiny 1x1", "panorama 1200x90", "CMYK", "16-bit", "palette", "transparent"}
+    assert phones | odd | {"EXIF-rotated phone photo"} <= set(parity["set"])
 
 
 def description(path: Path) -> dict:
@@ -61,7 +61,7 @@ def test_shipped_model_matches_a_fresh_compile(fresh_compile: Path) -> None:
     the same graph and description, float constants equal within their rounding across
     CPUs (tests/graphs.py), and the same answers within 1e-6. The parity figures are
     re-measured, so only they may differ in the description."""
-    from compiler.parity import TOLERANCE, parity_images
+    from compiler.parity import TOLERANCE, parity_files
 
     fresh = fresh_compile
     proven(description(fresh))
@@ -72,11 +72,10 @@ def test_shipped_model_matches_a_fresh_compile(fresh_compile: Path) -> None:
     assert shipped_parity["set"] == fresh_parity["set"]
     assert shipped_parity["max_abs_diff"] <= TOLERANCE
     fresh_model, shipped_model = Model.load(fresh), Model.load(COMPILED)
-    for name, data in parity_images():
-        image = decode_image(data, ANY_SIZE, shipped_model.draft_size)
-        x = shipped_model.preprocess(image)
+    for probe in parity_files():
+        x = shipped_model.preprocess(shipped_model.decode(probe.file.read_bytes(), ANY_SIZE))
         served = fresh_model.infer([x])[0], shipped_model.infer([x])[0]
-        assert np.abs(served[0] - served[1]).max() <= 1e-6, name
+        assert np.abs(served[0] - served[1]).max() <= 1e-6, probe.name
 
 
 @pytest.mark.unit
@@ -230,6 +229,17 @@ def test_untranslatable_step_is_refused_by_name(fastai_vision, tmp_path: Path) -
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow
+def test_a_learner_that_cannot_answer_a_parity_image_is_refused(tmp_path: Path) -> None:
+    """No Resize and a network with no padding: learn.predict itself fails on a 1x1 photo."""
+    from compiler.learner import CompileError
+
+    source = tiny(tmp_path, [])
+    with pytest.raises(CompileError, match=r"learn.predict itself fails on .*'tiny 1x1'.*Resize"):
+        quiet_compile(source, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def compile_cli(source: Path, out: Path, pythonpath: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     return subprocess.run(
@@ -265,7 +275,7 @@ def test_a_layer_that_will_not_export_is_named_then_fixed(tmp_path: Path) -> Non
         module.write(ONNX_FORM)
     fixed = compile_cli(source, out, pythonpath=tmp_path)
     assert fixed.returncode == 0, fixed.stderr
-    assert "parity with learn.predict: 17 images" in fixed.stderr
+    assert "parity with learn.predict: 20 images" in fixed.stderr
     assert Model.load(out).info["labels"] == ["a", "b", "c"]
 
 

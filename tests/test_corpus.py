@@ -66,7 +66,7 @@ def test_compiles_and_serves_like_its_own_learn_predict(
         assert len(stood_in) == 1 and stood_in[0].endswith(f": {STOOD_IN[line, name]}")
     else:
         assert stood_in == []
-    assert "parity with learn.predict: 17 images" in stderr
+    assert "parity with learn.predict: 20 images" in stderr
 
     settings = make_settings(MODEL_PATH=str(built.onnx))
     with serve_app(create_app(settings)) as port:
@@ -124,7 +124,7 @@ def test_a_network_class_from_the_notebook(corpus: Corpus, line: str) -> None:
     reference, so the compiler can't have it: the error says where it lives and what to do."""
     run = corpus[line, "network_from_the_notebook"].compile
     if line == "2.8":
-        assert run.returncode == 0 and "parity with learn.predict: 17 images" in run.stderr
+        assert run.returncode == 0 and "parity with learn.predict: 20 images" in run.stderr
     else:
         last = run.stderr.strip().splitlines()[-1]
         assert run.returncode == 1 and "Traceback" not in run.stderr

@@ -1,10 +1,13 @@
-"""Image intake: every mode becomes upright 8-bit RGB; bad files get their own error."""
+"""Image intake: every mode becomes the model's, upright, as fastai reads the file (the page's
+copy of the photo as a viewer shows it); bad files get their own error."""
+
+import io
 
 import pytest
 from PIL import Image
 
 from app.errors import ApiError
-from app.inference.images import decode_image
+from app.inference.images import decode_image, open_image, to_rgb
 from app.intake.request import decode_base64
 from tests.helpers import encode
 
@@ -18,34 +21,50 @@ def test_greyscale_becomes_rgb() -> None:
     assert image.mode == "RGB" and image.getpixel((0, 0)) == (90, 90, 90)
 
 
-def test_transparent_pixels_become_white() -> None:
+def _both(data: bytes, mode: str = "RGB") -> tuple[Image.Image, Image.Image]:
+    """What the model sees, and what fastai's load_image gives, for the same bytes."""
+    fastai = Image.open(io.BytesIO(data))
+    fastai.load()
+    return decode_image(data, LIMIT, mode), fastai.convert(mode)
+
+
+def test_transparent_pixels_keep_their_colour_for_the_model_and_are_white_on_the_page() -> None:
     rgba = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
     rgba.putpixel((0, 0), (255, 0, 0, 255))
-    image = decode_image(encode(rgba, "PNG"), LIMIT)
-    assert image.mode == "RGB"
-    assert image.getpixel((5, 5)) == (255, 255, 255)
-    assert image.getpixel((0, 0)) == (255, 0, 0)
+    data = encode(rgba, "PNG")
+    model, fastai = _both(data)
+    assert model.mode == "RGB" and model.tobytes() == fastai.tobytes()
+    assert model.getpixel((5, 5)) == (0, 0, 0) and model.getpixel((0, 0)) == (255, 0, 0)
+    shown = to_rgb(open_image(data, LIMIT))
+    assert shown.getpixel((5, 5)) == (255, 255, 255) and shown.getpixel((0, 0)) == (255, 0, 0)
 
 
 def test_palette_with_transparency() -> None:
     palette = Image.new("P", (16, 16), 0)
     palette.putpalette([0, 0, 0, 0, 128, 0] + [0] * 762)
     palette.putpixel((1, 1), 1)
-    image = decode_image(encode(palette, "PNG", transparency=0), LIMIT)
-    assert image.getpixel((0, 0)) == (255, 255, 255)
-    assert image.getpixel((1, 1)) == (0, 128, 0)
+    data = encode(palette, "PNG", transparency=0)
+    model, fastai = _both(data)
+    assert model.tobytes() == fastai.tobytes() and model.getpixel((1, 1)) == (0, 128, 0)
+    assert to_rgb(open_image(data, LIMIT)).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_cmyk_jpeg() -> None:
-    image = decode_image(encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG"), LIMIT)
-    red, green, blue = image.getpixel((8, 8))
-    assert image.mode == "RGB" and red > 200 and green < 60 and blue < 60
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_cmyk_jpeg(mode: str) -> None:
+    data = encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG")
+    model, fastai = _both(data, mode)
+    assert model.mode == mode and model.tobytes() == fastai.tobytes()
+    if mode == "RGB":
+        red, green, blue = model.getpixel((8, 8))
+        assert red > 200 and green < 60 and blue < 60
 
 
-def test_sixteen_bit_is_scaled_not_clipped() -> None:
+def test_sixteen_bit_is_clipped_as_fastai_reads_it_and_scaled_on_the_page() -> None:
     deep = Image.new("I;16", (8, 8), 32768)  # half of full scale
-    image = decode_image(encode(deep, "PNG"), LIMIT)
-    assert image.getpixel((0, 0)) == (128, 128, 128)
+    data = encode(deep, "PNG")
+    model, fastai = _both(data)
+    assert model.tobytes() == fastai.tobytes() and model.getpixel((0, 0)) == (255, 255, 255)
+    assert to_rgb(open_image(data, LIMIT)).getpixel((0, 0)) == (128, 128, 128)
 
 
 def test_animated_gif_uses_first_frame() -> None:

@@ -69,6 +69,13 @@ _model_info_properties = {
         "description": "For int8: how it was calibrated, and its agreement with fp32 on "
         "held-out images.",
     },
+    "decoding": {
+        "type": "object",
+        "description": "How a JPEG is decoded: `exact`, at full size as fastai does (the "
+        "default); or `reduced`, large JPEGs at reduced scale (`compile --fast-decode`), with "
+        "its agreement with exact decoding on held-out phone-size photos.",
+        "properties": {"jpeg": {"type": "string", "enum": ["exact", "reduced"]}},
+    },
     "architecture": {"type": "string"},
     "class_count": {"type": "integer"},
     "classes": {"type": "array", "items": {"type": "string"}},
@@ -176,6 +183,7 @@ SCHEMAS = {
             "runtime",
             "kind",
             "precision",
+            "decoding",
             "class_count",
             "classes",
             "source",

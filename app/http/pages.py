@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
 from app.errors import ApiError
-from app.inference.images import decode_image
+from app.inference.images import open_image, to_rgb
 from app.services import Services
 from app.settings import ROOT
 
@@ -81,7 +81,7 @@ def render_answer(request: Request, result: dict, data: bytes) -> HTMLResponse:
 
 def thumbnail(data: bytes, max_pixels: int, side: int = THUMBNAIL) -> str:
     """The upright photo, at most `side` pixels wide or high, as a JPEG data: URL."""
-    image = decode_image(data, max_pixels, side)
+    image = to_rgb(open_image(data, max_pixels, side))
     image.thumbnail((side, side))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85)

@@ -1,4 +1,4 @@
-"""Decoding: untrusted bytes in, an upright RGB Pillow image out.
+"""Decoding: untrusted bytes in, an upright Pillow image out, as fastai reads a file.
 
 Only the formats below are decoded (Pillow is told so, and no other decoder
 runs), the pixel count is checked from the header before anything is decoded,
@@ -27,15 +27,17 @@ ANY_SIZE = 10**9
 Image.MAX_IMAGE_PIXELS = None
 
 
-def decode_image(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
-    """Decode, check and normalise an uploaded image.
+def open_image(data: bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+    """Decode and check an uploaded image, upright, in its own mode.
 
-    With `draft_size`, a JPEG much larger than that is decoded at 1/2, 1/4 or
-    1/8 scale (JPEG's own DCT scaling), never below `draft_size` on its shorter
-    side: a 12 MP phone photo decodes in a fraction of the time and memory, and
-    the model, which sees 224 px, sees nearly the same picture. The upright photo's
-    own size stays in the image's info as "photo_size": answers given in the photo's
-    frame (points, masks) are mapped to it.
+    Decoded at full size by Pillow, as fastai's `PILImage.create` decodes a file. The one
+    deliberate difference: the photo is turned upright by its EXIF orientation, as people
+    see it (fastai ignores the orientation). With `draft_size`, which only a model compiled
+    with --fast-decode asks for (compiler/decoding.py measures what it costs), a JPEG much
+    larger than that is decoded at 1/2, 1/4 or 1/8 scale (JPEG's own DCT scaling), never
+    below `draft_size` on its shorter side. The upright photo's own size stays in the
+    image's info as "photo_size": answers given in the photo's frame (points, masks) are
+    mapped to it.
     """
     if not data:
         raise ApiError("empty_file", "The file is empty.")
@@ -59,16 +61,31 @@ def decode_image(data: bytes, max_pixels: int, draft_size: int | None = None) ->
     try:
         image.load()
         turned = image.getexif().get(ORIENTATION, 1) in TURNED
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ApiError("corrupt_image", f"The image is truncated or corrupt: {exc}") from None
-    image = to_rgb(image)
     image.info["photo_size"] = (height, width) if turned else (width, height)
     return image
 
 
+def decode_image(
+    data: bytes, max_pixels: int, mode: str = "RGB", draft_size: int | None = None
+) -> Image.Image:
+    """An uploaded image as the model sees it: upright, then converted to the model's mode
+    with Pillow's `convert`, as fastai's `load_image` does (a transparent pixel keeps the
+    colour stored under it; 16 bits are clipped to 8), so the model answers as
+    `learn.predict` does on the same file (compiler/parity.py proves it)."""
+    image = open_image(data, max_pixels, draft_size)
+    if image.mode == mode:
+        return image
+    converted = image.convert(mode)
+    converted.info["photo_size"] = image.info["photo_size"]
+    return converted
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB the way a viewer would show it.
+    """Convert any Pillow mode to 8-bit RGB the way a viewer would show it (the page's
+    copy of the photo, not the model's input).
 
     Transparent areas become white (not the black a bare convert leaves), and
     16-bit images are scaled down rather than clipped.

@@ -24,11 +24,13 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from app.inference.images import decode_image
 from app.inference.metadata import metadata_props, sha256_of
 from app.inference.preprocess import DescriptionError, Preprocessor
 
 METADATA_KEY = "pounce"
 FORMAT = 2  # the layout of that metadata; a file of another format is compiled again
+EXACT = {"jpeg": "exact"}  # the decoding a file records unless compiled with --fast-decode
 
 
 class ModelLoadError(RuntimeError):
@@ -83,7 +85,10 @@ class Model:
         except DescriptionError as exc:
             raise ModelLoadError(f"{path}: its preprocessing can't be run here: {exc}") from None
         self._input = session.get_inputs()[0].name
-        self.draft_size = self.preprocessor.draft_size
+        # JPEG decoding at reduced scale only where compile --fast-decode measured it; a
+        # file compiled before it existed is decoded exactly, like any other.
+        self.decoding = info.get("decoding") or EXACT
+        self.draft_size = self.decoding.get("draft_size")
         # (width, height), or None: each image reaches the network at its own size.
         self.input_size = self.preprocessor.size
 
@@ -102,6 +107,11 @@ class Model:
     def name(self) -> str:
         """The fastai export it was compiled from, which is what people call the model."""
         return self.info["source"]["file"]
+
+    def decode(self, data: bytes, max_pixels: int) -> Image.Image:
+        """An encoded image as this model sees it (app/inference/images.py): at full size,
+        unless the file was compiled to decode large JPEGs at reduced scale."""
+        return decode_image(data, max_pixels, self.preprocessor.mode, self.draft_size)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """A decoded RGB image to the graph's input (thread-safe, runs beside inference)."""
@@ -132,4 +142,5 @@ class Model:
             "source": self.info["source"],
             "parity": self.info["parity"],
             "quantization": self.info["quantization"],
+            "decoding": self.decoding,
         }

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from app.inference.images import decode_image
 from app.inference.model import Model
 from app.kinds.base import Prediction
 from app.settings import Settings
@@ -90,7 +89,7 @@ class Predictor:
         return Prediction(await result, *sizes)
 
     def _decode_and_preprocess(self, data: bytes) -> tuple[np.ndarray, tuple]:
-        image = decode_image(data, self._max_pixels, self.model.draft_size)
+        image = self.model.decode(data, self._max_pixels)
         return self.model.preprocess(image), (image.info["photo_size"], image.size)
 
     async def _run(self) -> None:

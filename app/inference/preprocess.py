@@ -198,9 +198,6 @@ class Preprocessor:
         self.size = _size(description["size"]) if steps else None
         if steps and _size(steps[-1]["size"]) != self.size:
             raise DescriptionError(f"the steps don't end at the model's input size {self.size}")
-        # Smallest side worth decoding a JPEG at: twice the model's input (images.py).
-        # Without a fixed input size the model sees the full decode, as learn.predict does.
-        self.draft_size = 2 * max(self.size) if self.size else None
 
     def frame(self, photo: Size) -> Frame:
         """Where the model's input lies in a photo of this size: the steps' regions, composed."""

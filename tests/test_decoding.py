@@ -1,0 +1,67 @@
+"""compile --fast-decode: reduced-scale JPEG decoding is opt-in, measured by the compile
+against exact decoding, recorded in the compiled file, and shown at /api/model and on
+the page; without it, every photo is decoded at full size, as learn.predict does."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app.inference.images import ANY_SIZE
+from app.inference.model import Model
+from app.main import create_app
+from tests.helpers import encode, make_settings, run_cli
+from tests.live import request, serve_app
+
+pytestmark = pytest.mark.slow
+
+
+def _page_and_info(model: Path) -> tuple[str, dict]:
+    with serve_app(create_app(make_settings(MODEL_PATH=str(model)))) as port:
+        _, page, _ = request(port, "GET", "/")
+        _, info, _ = request(port, "GET", "/api/model")
+    return page.decode(), json.loads(info)
+
+
+def test_fast_decode_is_measured_recorded_and_shown(colours_model: Path, tmp_path: Path) -> None:
+    from compiler.decoding import MIN_AGREEMENT
+    from compiler.parity import PHONE_12MP, phone_photo
+
+    out = tmp_path / "fast.onnx"
+    run = run_cli("compile", str(colours_model), "-o", str(out), "--fast-decode")
+    assert run.returncode == 0, run.stderr
+    said = [line for line in run.stderr.splitlines() if line.startswith("reduced-scale JPEG")]
+    assert len(said) == 1 and "answer on 12 of 12 held-out photos (100.0%)" in said[0]
+
+    model = Model.load(out)
+    decoding = model.metadata()["decoding"]
+    assert decoding["jpeg"] == "reduced" and decoding["draft_size"] == 2 * 48
+    assert decoding["min_agreement"] == MIN_AGREEMENT
+    assert decoding["holdout"]["images"] == decoding["holdout"]["same_labels"] == 12
+    phone = encode(phone_photo(Image.new("RGB", (64, 48), "red"), PHONE_12MP, 1), "JPEG")
+    decoded = model.decode(phone, ANY_SIZE)
+    assert decoded.size == (500, 375)  # 1/8 scale: the smallest not below 96 px
+    assert decoded.info["photo_size"] == PHONE_12MP  # answers still map to the photo's pixels
+
+    page, info = _page_and_info(out)
+    assert info["decoding"] == decoding
+    assert "JPEGs decoded at reduced scale: the exact answer on 12 of 12 held-out" in page
+
+
+def test_without_it_photos_are_decoded_at_full_size(colours_compiled: Path) -> None:
+    page, info = _page_and_info(colours_compiled)
+    assert info["decoding"] == {"jpeg": "exact"}
+    assert "photos decoded at full size, as learn.predict does" in page
+
+
+def test_a_model_that_takes_images_at_their_own_size_is_refused(tmp_path: Path) -> None:
+    """Its input is the photo: a smaller decode would change what it sees."""
+    from tests.learners import tiny_learner
+
+    export = tiny_learner(tmp_path, item_tfms=[])
+    run = run_cli("compile", str(export), "-o", str(tmp_path / "m.onnx"), "--fast-decode")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot compile") and "--fast-decode needs a model" in last
+    assert not (tmp_path / "m.onnx").exists()
