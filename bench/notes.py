@@ -90,8 +90,8 @@ def servers(r: Results) -> str:
 ### The servers and their settings
 
 - **pounce** is `python -m app serve` with its defaults ({runs["pounce"].setting}): one
-  process serving the compiled `export.onnx` with ONNX Runtime, no torch; decoding (Pillow,
-  JPEG draft mode) and preprocessing in a thread pool beside the inference workers.
+  process serving the compiled `export.onnx` with ONNX Runtime, no torch; decoding (at full
+  size, as `learn.predict` decodes) and preprocessing in a thread pool beside the inference workers.
 - **pounce-int8** is the same server and defaults serving `compile --int8`'s file, compiled
   from the same export at the start of the run (INT8 beside fp32, above). A multi-label
   model costs what a single-label one of the same network does (a sigmoid instead of a
