@@ -33,7 +33,7 @@ from app.inference.loading import (
 from app.inference.metadata import sha256_of
 from app.inference.model import ModelLoadError
 from app.ops.logs import logging_config
-from app.ops.memory import fewer_malloc_arenas
+from app.ops.memory import tune_malloc
 from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
 
@@ -63,7 +63,7 @@ def serve(args: argparse.Namespace) -> None:
     from app.limits.headers import BoundedHttpToolsProtocol
 
     settings = _settings()
-    fewer_malloc_arenas()  # before any thread or worker process starts (app/ops/memory.py)
+    tune_malloc()  # before any thread or worker process starts (app/ops/memory.py)
     logs = logging_config(settings.log_level, settings.json_logs)
     logging.config.dictConfig(logs)
     try:  # compile once here, before uvicorn starts WEB_CONCURRENCY processes that need it

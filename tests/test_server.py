@@ -180,13 +180,16 @@ def test_missing_model_stops_startup_with_one_line(tmp_path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: MODEL_PATH=")
 
 
-def test_every_worker_process_keeps_two_malloc_arenas(tmp_path) -> None:
-    """With WEB_CONCURRENCY=2 uvicorn starts fresh interpreters: the arena limit
-    (app/ops/memory.py) reaches them through their environment, where glibc reads it."""
+def test_every_worker_process_has_the_malloc_settings(tmp_path) -> None:
+    """With WEB_CONCURRENCY=2 uvicorn starts fresh interpreters: the allocator's settings
+    (app/ops/memory.py) reach them through their environment, where glibc reads them."""
+    from app.ops.memory import SETTINGS
+
     with serve(tmp_path, WEB_CONCURRENCY="2") as live:
         children = Path(f"/proc/{live.process.pid}/task/{live.process.pid}/children")
         workers = [int(pid) for pid in children.read_text().split()]
         environs = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in workers]
         assert len(workers) >= 2
-        assert all(b"MALLOC_ARENA_MAX=2" in environ for environ in environs)
+        for variable, value in SETTINGS.values():
+            assert all(f"{variable}={value}".encode() in environ for environ in environs)
         assert live.terminate() == 0

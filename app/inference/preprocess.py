@@ -62,22 +62,19 @@ def crop_pad(
     resize_to: Size | None = None,
 ) -> Image.Image:
     """fastai's `_do_crop_pad` for a PIL image: crop what lies inside, pad what lies
-    outside, then resize. The conditions mirror fastai's, padding of zero width included."""
+    outside, then resize. The crop's condition mirrors fastai's; fastai also pads by zero
+    pixels (a photo cropped to its full height, say), which changes nothing but costs three
+    copies of a phone photo, so only a real padding is done."""
     width, height = image.size
     right, bottom = top_left[0] + size[0], top_left[1] + size[1]
     if top_left[0] >= 0 or top_left[1] >= 0 or right <= width or bottom <= height:
         image = image.crop(
             (max(top_left[0], 0), max(top_left[1], 0), min(right, width), min(bottom, height))
         )
-    if top_left[0] < 0 or top_left[1] < 0 or right >= width or bottom >= height:
-        image = _pad(
-            image,
-            max(-top_left[0], 0),
-            max(-top_left[1], 0),
-            max(right - width, 0),
-            max(bottom - height, 0),
-            pad_mode,
-        )
+    widths = (max(-top_left[0], 0), max(-top_left[1], 0), max(right - width, 0))
+    widths += (max(bottom - height, 0),)
+    if any(widths):
+        image = _pad(image, *widths, pad_mode)
     if resize_to is not None:
         image = image.resize(resize_to, RESAMPLES[resample])
     return image
