@@ -13,7 +13,7 @@ default glibc maps each buffer over 128 KB-32 MB on its own and returns the heap
 top past twice that, so every 12 MP photo (a 48 MB decode, a 36 MB crop) paid for
 page faults on new memory. Buffers up to 32 MB come from the heap, and up to
 128 MB of freed heap stays for the next photo: decoding and preprocessing a 12 MP
-JPEG went from 120 to 77 ms here, the same arrays, and the peak for two at once
+JPEG went from 107 to 66 ms here (Zen 4 EPYC), the same arrays, and the peak for two at once
 fell (342 to 327 MB), since the periodic trim still gives it back when idle.
 Where the C library isn't glibc, all of it does nothing.
 """
