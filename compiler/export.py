@@ -12,116 +12,14 @@ import warnings
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from fastai.learner import Learner
 
+from compiler.batch import RESIZING, Divide, Normalize, ResampleOwnSize
 from compiler.learner import CompileError
 from compiler.pipeline import Translation
 
 OPSET = 17
 INPUT, OUTPUT = "images", "probabilities"
-
-
-class Divide(torch.nn.Module):
-    """fastai's IntToFloatTensor: uint8 to float, divided."""
-
-    def __init__(self, op: dict) -> None:
-        super().__init__()
-        self.by = op["by"]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().div(self.by)
-
-
-class Normalize(torch.nn.Module):
-    """fastai's Normalize, with its own mean and std tensors."""
-
-    def __init__(self, op: dict) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(op["mean"]))
-        self.register_buffer("std", torch.tensor(op["std"]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-def _area_matrix(size_in: int, size_out: int) -> torch.Tensor:
-    """Adaptive average pooling along one axis as a matrix (torch's bins: floor/ceil)."""
-    matrix = torch.zeros(size_out, size_in)
-    for i in range(size_out):
-        start, end = (i * size_in) // size_out, -((-(i + 1) * size_in) // size_out)
-        matrix[i, start:end] = 1 / (end - start)
-    return matrix
-
-
-class Resample(torch.nn.Module):
-    """An affine batch transform (Flip, Rotate, Zoom, Warp) at validation: fastai's
-    affine_coord with the identity matrix, i.e. grid_sample onto the output size,
-    after fastai's area shrink when shrinking more than 2x. The area shrink is
-    adaptive average pooling, written as two matrix products so that it exports."""
-
-    def __init__(self, op: dict, channels: int, size_in: tuple[int, int]) -> None:
-        super().__init__()
-        size_out = tuple(op["size_hw"] or size_in)
-        self.mode, self.pad_mode = op["mode"], op["pad_mode"]
-        self.align_corners = op["align_corners"]
-        identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
-        grid = F.affine_grid(identity, [1, channels, *size_out], align_corners=self.align_corners)
-        self.register_buffer("grid", grid)
-        self.register_buffer("rows", None)
-        self.register_buffer("cols", None)
-        if self.mode == "bilinear":  # fastai's _grid_sample, with its own arithmetic
-            zoom = 1 / (grid.max() - grid.min()).item() * 2
-            shrink = min(size_in[0] / size_out[0], size_in[1] / size_out[1]) / 2
-            if shrink > 1 and shrink > zoom:
-                probe = torch.zeros(1, channels, *size_in)
-                shrunk = F.interpolate(
-                    probe, scale_factor=1 / shrink, mode="area", recompute_scale_factor=True
-                ).shape[-2:]
-                self.register_buffer("rows", _area_matrix(size_in[0], shrunk[0]))
-                self.register_buffer("cols", _area_matrix(size_in[1], shrunk[1]).T)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.rows is not None:
-            x = self.rows @ x @ self.cols
-        grid = self.grid.expand(x.shape[0], -1, -1, -1)
-        return F.grid_sample(
-            x, grid, mode=self.mode, padding_mode=self.pad_mode, align_corners=self.align_corners
-        )
-
-
-def centre_crop(size: tuple[int, int], op: dict) -> tuple[tuple[int, int], tuple[int, int]]:
-    """RandomResizedCropGPU's crop at validation, for a batch of `size` (height, width):
-    (top, left) and (height, width), with fastai's arithmetic (before_call, split_idx 1)."""
-    height, width = size
-    low, high = op["ratio"]
-    if width / height < low:
-        crop = (int(width / low), width)
-    elif width / height > high:
-        crop = (height, int(height * high))
-    else:
-        crop = (height, width)
-    crop = (int(crop[0] * op["valid_scale"]), int(crop[1] * op["valid_scale"]))
-    return ((height - crop[0]) // 2, (width - crop[1]) // 2), crop
-
-
-class CropResample(torch.nn.Module):
-    """RandomResizedCropGPU at validation: the centred crop, then fastai's affine_coord
-    onto `size` (the identity grid, reflection padding, corners aligned), as Resample."""
-
-    def __init__(self, op: dict, channels: int, size_in: tuple[int, int]) -> None:
-        super().__init__()
-        (self.top, self.left), self.crop = centre_crop(size_in, op)
-        resample = {"size_hw": op["size_hw"], "mode": op["mode"]}
-        resample |= {"pad_mode": "reflection", "align_corners": True}
-        self.resample = Resample(resample, channels, self.crop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[..., self.top : self.top + self.crop[0], self.left : self.left + self.crop[1]]
-        return self.resample(x)
-
-
-RESIZING = {"resample": Resample, "crop_resample": CropResample}
 
 
 class ServedNetwork(torch.nn.Module):
@@ -138,12 +36,10 @@ class ServedNetwork(torch.nn.Module):
         size = (height, width)
         ops: list[torch.nn.Module] = []
         for op in translation.batch:
-            if op["op"] in RESIZING:
-                if height is None:
-                    raise CompileError(
-                        "aug_transforms' batch transforms resample at validation, which "
-                        "needs the item transforms to give every image one size: add Resize"
-                    )
+            if op["op"] in RESIZING and size[0] is None:
+                ops.append(ResampleOwnSize(op, channels))
+                size = tuple(op["size_hw"])
+            elif op["op"] in RESIZING:
                 ops.append(RESIZING[op["op"]](op, channels, size))
                 size = tuple(op["size_hw"] or size)
             else:

@@ -153,6 +153,9 @@ def test_pipelines_compile_with_parity(
         (224, lambda v: v.aug_transforms(), False),  # the fastai course's usual batch_tfms
         # "presizing": fastai shrinks by area first
         (460, lambda v: v.aug_transforms(size=224), True),
+        # fastai decides by the image's height over the output's width, and its width over 2
+        # (its coords' last two axes): this one shrinks, where height over height would not.
+        (460, lambda v: v.aug_transforms(size=(320, 48)), True),
     ],
 )
 def test_aug_transforms_compile_with_parity(
@@ -188,7 +191,7 @@ def test_random_resized_crop_gpu_compiles_with_parity(
 ) -> None:
     """At validation RandomResizedCropGPU takes the centred crop (ratio clamped, scaled by
     valid_scale) and resamples it to its size, as the graph does."""
-    from compiler.export import centre_crop
+    from compiler.batch import centre_crop
 
     crop = crop(fastai_vision)
     source = tiny(tmp_path, [fastai_vision.Resize(item_size)], batch_tfms=[crop])

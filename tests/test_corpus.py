@@ -192,7 +192,7 @@ def test_a_regression_answers_its_named_values(corpus: Corpus, line: str, name: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("line", FASTAI_LINES)
-@pytest.mark.parametrize("name", ["keypoints", "keypoints_padded"])
+@pytest.mark.parametrize("name", ["keypoints", "keypoints_book", "keypoints_padded"])
 def test_keypoints_come_in_the_photos_own_pixels(corpus: Corpus, line: str, name: str) -> None:
     """learn.predict's points are in the model's frame (the crop or the pad, then the
     batch's resize), as -1..1 across it: the served ones are in the photo's, taken back

@@ -98,7 +98,7 @@ def references(learn: Learner, probes: Path) -> list[dict]:
 
 
 # The learners of others.py that answer something else than classes.
-VISION = ("regression", "keypoints", "keypoints_padded", "segmentation")
+VISION = ("regression", "keypoints", "keypoints_book", "keypoints_padded", "segmentation")
 
 
 def outputs(learn: Learner, probes: Path) -> list[dict]:

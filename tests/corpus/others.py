@@ -115,6 +115,22 @@ def keypoints(root: Path) -> object:
 @other(
     "fastbook ch. 6 (biwi)",
     "DataBlock, PointBlock: two points a picture",
+    "",
+    "[*aug_transforms(size=(48, 64)), Normalize.from_stats(*imagenet_stats)]",
+    "resnet18",
+)
+def keypoints_book(root: Path) -> object:
+    """The book's head-pose pipeline as the book writes it: no item transforms, so each
+    picture is resampled from its own size by the batch transforms, at validation too."""
+    drawn(root)
+    batch = [*aug_transforms(size=(48, 64)), Normalize.from_stats(*imagenet_stats)]
+    dls = _dls(root, PointBlock, notebook.centres_of, None, batch)
+    return vision_learner(dls, resnet18, pretrained=False, y_range=(-1, 1))
+
+
+@other(
+    "fastbook ch. 6 (biwi)",
+    "DataBlock, PointBlock: two points a picture",
     "Resize(64, method='pad', pad_mode='zeros')",
     "",
     "resnet18",
