@@ -120,6 +120,7 @@ class ResampleOwnSize(torch.nn.Module):
             )
         self.size_out = tuple(op["size_hw"])
         self.resample = Resample(op, channels, self.size_out)  # its grid and arithmetic
+        self.resample.rows = self.resample.cols = None  # the shrink is decided in forward
         grid = self.resample.grid
         self.zoom = 1 / (grid.max() - grid.min()).item() * 2
 

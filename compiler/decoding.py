@@ -13,9 +13,9 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
+from app.errors import ApiError
 from app.inference.images import ANY_SIZE, decode_image
 from app.inference.model import Model
 from app.kinds import kind_of
@@ -65,13 +65,23 @@ def reduced_decoding(model: Model, holdout: Path | None) -> dict:
     agreement with exact decoding on the held-out photos; CompileError below MIN_AGREEMENT."""
     draft_size = 2 * max(model.input_size)
 
-    def answers(data: bytes, draft: int | None) -> np.ndarray:
-        image = decode_image(data, ANY_SIZE, model.preprocessor.mode, draft)
-        return model.infer([model.preprocess(image)])[0]
+    def decoded(name: str, data: bytes, draft: int | None) -> Image.Image:
+        try:
+            return decode_image(data, ANY_SIZE, model.preprocessor.mode, draft)
+        except ApiError as exc:
+            raise CompileError(f"cannot read the held-out photo {name}: {exc}") from None
 
-    pairs = (
-        (name, answers(data, None), answers(data, draft_size)) for name, data in _held_out(holdout)
-    )
+    pairs = []  # only the photos that reduced-scale decoding changes count
+    for name, data in _held_out(holdout):
+        exact, reduced = decoded(name, data, None), decoded(name, data, draft_size)
+        if reduced.size != exact.size:
+            answers = (model.infer([model.preprocess(image)])[0] for image in (exact, reduced))
+            pairs.append((name, *answers))
+    if not pairs:
+        raise CompileError(
+            "none of the held-out photos is a JPEG large enough to be decoded at reduced "
+            f"scale (at least {2 * draft_size} px on its shorter side)"
+        )
     figures = agreement_of(kind_of(model.info), pairs)
     if figures["agreement"] < MIN_AGREEMENT:
         raise CompileError(

@@ -35,7 +35,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
-from app.inference.images import ANY_SIZE, SUFFIXES
+from app.inference.images import ANY_SIZE, FORMAT_NAMES, SUFFIXES
 from app.inference.model import Model
 from app.kinds import Kind, kind_of
 from app.settings import EXAMPLES_DIR
@@ -56,7 +56,7 @@ def photos(folder: Path | None) -> list[Path]:
         return sorted((Path(spec.origin).parent / "data").glob("imagenet_*.jpg"))
     found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
     if not found:
-        raise CompileError(f"{folder} has no images to quantize with")
+        raise CompileError(f"{folder} has no images ({FORMAT_NAMES}) in it")
     return found
 
 
