@@ -51,9 +51,10 @@ class Resample(torch.nn.Module):
     """An affine batch transform (Flip, Rotate, Zoom, Warp) at validation: fastai's
     affine_coord with the identity matrix, i.e. grid_sample onto the output size,
     after fastai's area shrink when shrinking more than 2x. The area shrink is
-    adaptive average pooling, written as two matrix products so that it exports."""
+    adaptive average pooling, written as two matrix products so that it exports. With
+    `size_in` None (each photo at its own size), the shrink is ResampleOwnSize's."""
 
-    def __init__(self, op: dict, channels: int, size_in: tuple[int, int]) -> None:
+    def __init__(self, op: dict, channels: int, size_in: tuple[int, int] | None) -> None:
         super().__init__()
         size_out = tuple(op["size_hw"] or size_in)
         self.mode, self.pad_mode = op["mode"], op["pad_mode"]
@@ -63,10 +64,10 @@ class Resample(torch.nn.Module):
         self.register_buffer("grid", grid)
         self.register_buffer("rows", None)
         self.register_buffer("cols", None)
-        if self.mode == "bilinear":  # fastai's _grid_sample, with its own arithmetic
-            zoom = 1 / (grid.max() - grid.min()).item() * 2
+        self.zoom = 1 / (grid.max() - grid.min()).item() * 2  # fastai's _grid_sample's
+        if self.mode == "bilinear" and size_in is not None:
             shrink = fastai_shrink(size_in, size_out)
-            if shrink > 1 and shrink > zoom:
+            if shrink > 1 and shrink > self.zoom:
                 probe = torch.zeros(1, channels, *size_in)
                 shrunk = F.interpolate(
                     probe, scale_factor=1 / shrink, mode="area", recompute_scale_factor=True
@@ -119,10 +120,7 @@ class ResampleOwnSize(torch.nn.Module):
                 "give aug_transforms a size"
             )
         self.size_out = tuple(op["size_hw"])
-        self.resample = Resample(op, channels, self.size_out)  # its grid and arithmetic
-        self.resample.rows = self.resample.cols = None  # the shrink is decided in forward
-        grid = self.resample.grid
-        self.zoom = 1 / (grid.max() - grid.min()).item() * 2
+        self.resample = Resample(op, channels, None)  # its grid and zoom; no fixed shrink
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.resample.mode == "bilinear":
@@ -133,7 +131,7 @@ class ResampleOwnSize(torch.nn.Module):
             by = torch.tensor([self.size_out[1], 2], dtype=torch.float64)
             one = torch.ones(1, dtype=torch.float64)
             shrink = (size_in / by).min(0, keepdim=True).values / 2  # fastai_shrink's formula
-            shrinking = (shrink > one) & (shrink > self.zoom * one)
+            shrinking = (shrink > one) & (shrink > self.resample.zoom * one)
             scale = one / shrink  # as F.interpolate(scale_factor=1/d, recompute_scale_factor)
             rows, cols = torch.where(shrinking, torch.floor(size_in * scale), size_in).long()
             x = _area_pool(_area_pool(x, 2, rows), 3, cols)

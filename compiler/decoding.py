@@ -9,7 +9,6 @@ MIN_AGREEMENT of the same decoded answers (as the model's kind compares them), a
 figures go into the compiled file, where /api/model and the page show them.
 """
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from app.inference.model import Model
 from app.kinds import kind_of
 from app.settings import EXAMPLES_DIR
 from compiler.learner import CompileError
-from compiler.parity import PHONE_2MP, PHONE_12MP, phone_photo
+from compiler.parity import PHONE_2MP, PHONE_12MP, encode, phone_photo
 from compiler.quantize import agreement_of, photos
 
 MIN_AGREEMENT = 0.99
@@ -36,10 +35,8 @@ def phone_photos() -> Iterator[tuple[str, bytes]]:
             phone = phone_photo(photo, size, seed=100 + index)
             for mirrored in (False, True):
                 image = phone.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else phone
-                buffer = io.BytesIO()
-                image.save(buffer, "JPEG", quality=90, progressive=progressive)
                 name = f"{path.stem} {size[0]}x{size[1]}{' mirrored' if mirrored else ''}"
-                yield name, buffer.getvalue()
+                yield name, encode(image, "JPEG", quality=90, progressive=progressive)
 
 
 def _held_out(folder: Path | None) -> Iterator[tuple[str, bytes]]:

@@ -43,7 +43,7 @@ TOLERANCE = 1e-4
 PHONE_2MP, PHONE_12MP = (1632, 1224), (4000, 3000)
 
 
-def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
@@ -94,29 +94,29 @@ def _made() -> Iterator[tuple[str, bytes, bool]]:
     cat, coffee, rocket = photos["cat"], photos["coffee"], photos["rocket"]
     for size, photo, seed in ((PHONE_2MP, cat, 1), (PHONE_12MP, coffee, 2)):
         phone, mp = phone_photo(photo, size, seed), round(size[0] * size[1] / 1e6)
-        yield f"{mp} MP baseline 4:2:0", _encode(phone, "JPEG", quality=90, subsampling=2), False
-        progressive = _encode(phone, "JPEG", quality=90, subsampling=0, progressive=True)
+        yield f"{mp} MP baseline 4:2:0", encode(phone, "JPEG", quality=90, subsampling=2), False
+        progressive = encode(phone, "JPEG", quality=90, subsampling=0, progressive=True)
         yield f"{mp} MP progressive 4:4:4", progressive, False
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
     sideways = phone_photo(rocket, PHONE_2MP, 3).transpose(Image.Transpose.ROTATE_90)
-    yield "EXIF-rotated phone photo", _encode(sideways, "JPEG", quality=90, exif=exif), True
-    yield "odd 517x333", _encode(coffee.resize((517, 333), Image.BICUBIC), "PNG"), False
-    yield "panorama 1200x90", _encode(rocket.resize((1200, 90), Image.BICUBIC), "JPEG"), False
-    yield "tower 60x700", _encode(cat.resize((60, 700), Image.BICUBIC), "PNG"), False
-    yield "tiny 1x1", _encode(coffee.resize((1, 1), Image.BOX), "PNG"), False
-    yield "tiny 3x2", _encode(cat.resize((3, 2), Image.BOX), "PNG"), False
-    yield "tiny 13x9", _encode(rocket.resize((13, 9), Image.BOX), "PNG"), False
-    yield "greyscale", _encode(cat.convert("L"), "PNG"), False
-    yield "palette", _encode(coffee.quantize(64), "PNG"), False
+    yield "EXIF-rotated phone photo", encode(sideways, "JPEG", quality=90, exif=exif), True
+    yield "odd 517x333", encode(coffee.resize((517, 333), Image.BICUBIC), "PNG"), False
+    yield "panorama 1200x90", encode(rocket.resize((1200, 90), Image.BICUBIC), "JPEG"), False
+    yield "tower 60x700", encode(cat.resize((60, 700), Image.BICUBIC), "PNG"), False
+    yield "tiny 1x1", encode(coffee.resize((1, 1), Image.BOX), "PNG"), False
+    yield "tiny 3x2", encode(cat.resize((3, 2), Image.BOX), "PNG"), False
+    yield "tiny 13x9", encode(rocket.resize((13, 9), Image.BOX), "PNG"), False
+    yield "greyscale", encode(cat.convert("L"), "PNG"), False
+    yield "palette", encode(coffee.quantize(64), "PNG"), False
     transparent = rocket.quantize(32)
-    yield "palette with transparency", _encode(transparent, "PNG", transparency=0), False
-    yield "CMYK", _encode(rocket.convert("CMYK"), "JPEG", quality=90), False
+    yield "palette with transparency", encode(transparent, "PNG", transparency=0), False
+    yield "CMYK", encode(rocket.convert("CMYK"), "JPEG", quality=90), False
     deep = Image.fromarray(np.asarray(coffee.convert("L"), dtype="<u2") * 257)  # mode I;16
-    yield "16-bit", _encode(deep, "PNG"), False
+    yield "16-bit", encode(deep, "PNG"), False
     rgba = cat.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(cat.size))
-    yield "transparent", _encode(rgba, "PNG"), False
+    yield "transparent", encode(rgba, "PNG"), False
 
 
 def _reference(
