@@ -1,12 +1,18 @@
-"""The ONNX in-process ceiling: app.inference.model.Model in this process, no HTTP.
+"""The ONNX in-process ceiling: app.inference.model.Model in a process of its own, no HTTP.
 
 What a server running this model on this machine could reach at best. A setting is
 (parallel streams, ONNX Runtime intra-op threads, batch size); streams share one
-session, as the server's inference workers do.
+session, as the server's inference workers do. Measured in a fresh process
+(python -m bench.ceiling) with the allocator set as the server sets it
+(app/ops/memory.py), or left at glibc's defaults to show what that setting gives.
 """
 
+import argparse
 import os
+import pickle
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.model import Model
+from app.ops.memory import SETTINGS, tune_malloc
+from bench.servers import ROOT, clean_env
 
 BATCHES = (1, 2, 4, 8)
 Setting = tuple[int, int, int]  # streams, intra-op threads, batch
@@ -25,13 +33,19 @@ Setting = tuple[int, int, int]  # streams, intra-op threads, batch
 class Ceiling:
     forward: dict[Setting, float]  # img/s, the forward pass alone
     best: Setting
-    with_decoding: float  # img/s at the best setting, each stream also decoding
+    decoding: dict[str, float]  # img/s per photo at the best setting, each stream decoding
     single_ms: dict[str, float]  # one image, decoded and run, per photo
     decode_ms: dict[str, float]  # decoding and preprocessing alone, per photo
+    load_photo: str
 
     @property
     def forward_best(self) -> float:
         return self.forward[self.best]
+
+    @property
+    def with_decoding(self) -> float:
+        """img/s with decoding, of the photo the concurrency sweeps send."""
+        return self.decoding[self.load_photo]
 
 
 def rate(step: Callable[[], int], seconds: float, streams: int) -> float:
@@ -71,19 +85,26 @@ def settings(cores: int) -> list[Setting]:
 
 
 def measure(
-    path: Path, photos: dict[str, bytes], load_photo: str, seconds: float, threads: int
+    path: Path,
+    photos: dict[str, bytes],
+    load_photo: str,
+    seconds: float,
+    threads: int,
+    setting: Setting | None = None,
 ) -> Ceiling:
-    """Every setting's forward rate, the best one with decoding, and single-image times
-    at `threads` intra-op threads (the server's setting)."""
-    models = {t: Model.load(path, threads=t) for t in {1, os.cpu_count() or 1, threads}}
-    data = photos[load_photo]
+    """Every setting's forward rate (or only `setting`'s), the best one with decoding for
+    each photo, and single-image times at `threads` intra-op threads (the server's)."""
+    cores = os.cpu_count() or 1
+    tried = settings(cores) if setting is None else [setting]
+    counts = {1, cores, threads, *(t for _, t, _ in tried)}  # intra-op threads
+    models = {t: Model.load(path, threads=t) for t in counts}
 
     def prepare(photo: bytes) -> np.ndarray:
         return models[1].preprocess(models[1].decode(photo, 10**9))
 
-    array = prepare(data)
+    array = prepare(photos[load_photo])
     forward = {}
-    for streams, t, batch in settings(os.cpu_count() or 1):
+    for streams, t, batch in tried:
         inputs = [array] * batch
         forward[(streams, t, batch)] = rate(
             lambda m=models[t], inputs=inputs: len(m.infer(inputs)), seconds, streams
@@ -91,14 +112,17 @@ def measure(
     best = max(forward, key=forward.get)
     streams, t, batch = best
 
-    def decode_and_run() -> int:
-        return len(models[t].infer([prepare(data) for _ in range(batch)]))
+    def decode_and_run(photo: bytes) -> int:
+        return len(models[t].infer([prepare(photo) for _ in range(batch)]))
 
     served = models[threads]
     return Ceiling(
         forward=forward,
         best=best,
-        with_decoding=rate(decode_and_run, seconds, streams),
+        decoding={
+            name: rate(lambda p=photo: decode_and_run(p), seconds, streams)
+            for name, photo in photos.items()
+        },
         single_ms={
             name: median_ms(lambda p=photo: served.infer([prepare(p)]), 15)
             for name, photo in photos.items()
@@ -106,4 +130,54 @@ def measure(
         decode_ms={
             name: median_ms(lambda p=photo: prepare(p), 10) for name, photo in photos.items()
         },
+        load_photo=load_photo,
     )
+
+
+def in_child(
+    path: Path,
+    folder: Path,
+    load_photo: str,
+    seconds: float,
+    threads: int,
+    setting: Setting | None = None,
+    allocator: str = "tuned",
+) -> Ceiling:
+    """measure() in a fresh process, on the photos saved as `folder`/<name>.jpg, with the
+    allocator as the server sets it ("tuned") or at glibc's defaults ("glibc")."""
+    env = clean_env()
+    for variable, _ in SETTINGS.values():
+        env.pop(variable, None)
+    out = folder / "ceiling.pickle"
+    command = [sys.executable, "-m", "bench.ceiling", str(path), str(folder), load_photo]
+    command += [str(seconds), str(threads), "--allocator", allocator, "--out", str(out)]
+    if setting is not None:
+        command += ["--setting", ",".join(map(str, setting))]
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    return pickle.loads(out.read_bytes())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="measure() in this process, pickled to --out")
+    parser.add_argument("model", type=Path)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("load_photo")
+    parser.add_argument("seconds", type=float)
+    parser.add_argument("threads", type=int)
+    parser.add_argument("--setting", help="streams,threads,batch: only this one")
+    parser.add_argument("--allocator", choices=("tuned", "glibc"), default="tuned")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.allocator == "tuned":
+        tune_malloc()  # first, before any thread starts, as app/cli.py does
+    photos = {path.stem: path.read_bytes() for path in sorted(args.folder.glob("*.jpg"))}
+    setting = tuple(map(int, args.setting.split(","))) if args.setting else None
+    ceiling = measure(args.model, photos, args.load_photo, args.seconds, args.threads, setting)
+    args.out.write_bytes(pickle.dumps(ceiling))
+
+
+if __name__ == "__main__":
+    # Imported again as bench.ceiling, so that the pickled Ceiling unpickles in bench/run.py.
+    from bench.ceiling import main as run
+
+    run()

@@ -6,10 +6,11 @@ tables they come from; bench/notes.py writes its "How to read this" section.
 
 from pathlib import Path
 
+from bench import decoding
 from bench.ceiling import BATCHES
-from bench.load import LoadResult
 from bench.notes import notes
 from bench.results import CONCURRENCY, LOAD_PHOTO, TUNING_CONCURRENCY, Results
+from bench.tables import load_table, table
 from bench.targets import targets
 
 C = TUNING_CONCURRENCY
@@ -65,33 +66,6 @@ def int8(r: Results) -> list[str]:
         + (f"; changed: {', '.join(held['changed'])}." if held["changed"] else "."),
         "Layers kept float: " + ", ".join(f"`{name}`" for name in r.int8["float_layers"]) + ".",
     ]
-
-
-def table(head: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def load_table(labels: list[str], rows: list[tuple[list[str], LoadResult]]) -> list[str]:
-    """Throughput, latency, errors and memory of wrk runs, one row each."""
-    head = [*labels, "img/s", "p50 ms", "p95 ms", "p99 ms", "errors", "peak RSS MB"]
-    head.append("wrk CPU: % of a core (of the machine)")
-    return table(
-        head,
-        [
-            [
-                *cells,
-                f"{r.throughput:.1f}",
-                f"{r.p50_ms:.0f}",
-                f"{r.p95_ms:.0f}",
-                f"{r.p99_ms:.0f}",
-                str(r.errors),
-                f"{r.peak_rss_mb:.0f}",
-                f"{r.wrk_core_pct:.1f}% ({r.wrk_machine_pct:.1f}%)",
-            ]
-            for cells, r in rows
-        ],
-    )
 
 
 def concurrency(r: Results) -> list[str]:
@@ -231,6 +205,10 @@ def markdown(r: Results) -> str:
         "## Start-up and memory",
         "",
         *memory(r),
+        "",
+        "## Phone photos: exact and fast decoding",
+        "",
+        *decoding.section(r),
         "",
         "## INT8 beside fp32",
         "",

@@ -9,6 +9,8 @@ CONCURRENCY = (1, 4, 16, 64)
 LOAD_PHOTO = "2mp"  # the photo every concurrency sweep sends
 TUNING_CONCURRENCY = 16  # where settings are compared, and the targets measured
 SOAK_REQUESTS = 2000  # Pounce's memory is read after at least this many requests
+PHONE_PHOTOS = ("2mp", "12mp")  # decoded exactly and at reduced scale, side by side
+GLIBC = "exact, glibc's allocator"  # the exact path with the allocator left as glibc sets it
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,15 @@ def fastest(variants: list[Variant]) -> Variant:
 
 
 @dataclass
+class DecodingRuns:
+    """The exact path (the default) and the fast one (compile --fast-decode) on phone photos."""
+
+    record: dict  # the fast compile's decoding record (compiler/decoding.py)
+    ceilings: dict[str, Ceiling]  # "exact", "fast" and GLIBC, at the same setting
+    loads: dict[str, dict[str, LoadResult]]  # "exact" and "fast": per phone photo, at c=16
+
+
+@dataclass
 class Results:
     """Everything the page shows, so writing it needs nothing else."""
 
@@ -75,12 +86,14 @@ class Results:
     pounce_defaults: str
     int8: dict  # the INT8 compile's quantization figures (compiler/quantize.py)
     ceiling_int8: Ceiling  # the same in-process ceiling, for the INT8 model
+    decoding: DecodingRuns
     kinds: dict[str, ServerRun] = field(default_factory=dict)  # the other kinds, at c=16
 
     def all_loads(self) -> list[LoadResult]:
         """Every wrk run, for the load generator's own CPU use."""
         runs = (*self.runs.values(), *self.kinds.values())
         loads = [r for run in runs for r in (*run.single.values(), *run.loads.values())]
+        loads += [r for photos in self.decoding.loads.values() for r in photos.values()]
         return loads + [v.result for v in (*self.litserve, *self.pounce)]
 
     @property

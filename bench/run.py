@@ -23,7 +23,7 @@ from pathlib import Path
 from app.inference.loading import compile_in_child, compiled_model_path
 from app.inference.model import read_info
 from app.settings import load_settings
-from bench import ceiling
+from bench import ceiling, decoding
 from bench.contenders import (
     EXPORT,
     PYTHON,
@@ -189,23 +189,22 @@ def main() -> None:
     model = compiled_model_path(defaults)
     photos = images()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-photos-") as folder:
-        paths = {name: Path(folder) / f"{name}.jpg" for name in photos}
+    with tempfile.TemporaryDirectory(prefix="bench-photos-") as name:
+        folder, threads = Path(name), defaults.intra_op_threads
+        paths = {name: folder / f"{name}.jpg" for name in photos}  # as bench.ceiling reads them
         for name, path in paths.items():
             path.write_bytes(photos[name])  # wrk's script reads the photo from a file
         print("measuring start-up...", flush=True)
         startup = startup_steps()
+        seconds = budget.ceiling_seconds
         print("measuring the ONNX in-process ceiling...", flush=True)
-        ceil = ceiling.measure(
-            model, photos, LOAD_PHOTO, budget.ceiling_seconds, defaults.intra_op_threads
-        )
+        ceil = ceiling.in_child(model, folder, LOAD_PHOTO, seconds, threads)
         print(f"  {ceil.with_decoding:.1f} img/s with decoding", flush=True)
         print("compiling the INT8 model (compile --int8) and measuring its ceiling...")
         compile_in_child(ROOT / "export.pkl", INT8_MODEL, say=print, options=["--int8"])
-        ceil_int8 = ceiling.measure(
-            INT8_MODEL, photos, LOAD_PHOTO, budget.ceiling_seconds, defaults.intra_op_threads
-        )
+        ceil_int8 = ceiling.in_child(INT8_MODEL, folder, LOAD_PHOTO, seconds, threads)
         print(f"  {ceil_int8.with_decoding:.1f} img/s with decoding", flush=True)
+        decoded = decoding.measure(model, ceil, folder, budget, args.port, threads)
         runs = {}
         for server in (pounce({}), pounce_int8(INT8_MODEL), torchscript(), naive()):
             runs[server.name] = benchmark(server, paths, budget, args.port)
@@ -232,6 +231,7 @@ def main() -> None:
         pounce_defaults=describe(defaults),
         int8=read_info(INT8_MODEL)["quantization"],
         ceiling_int8=ceil_int8,
+        decoding=decoded,
         kinds=kinds,
     )
     SAVED.parent.mkdir(exist_ok=True)
