@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -34,8 +35,10 @@ from app.inference.metadata import sha256_of
 from app.inference.model import ModelLoadError
 from app.ops.logs import logging_config
 from app.ops.memory import tune_malloc
-from app.pipeline import Pipeline
 from app.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported where it runs: it brings aiohttp, which compiling never needs
+    from app.pipeline import Pipeline
 
 CHUNK = 32  # images in flight at once in `predict`
 NOT_COMPILED = 3  # `compile --check`'s exit status when no compiled file serves the export
@@ -111,7 +114,7 @@ def expand(inputs: list[str]) -> Iterator[str]:
             )
 
 
-async def _predict_all(pipeline: Pipeline, sources: list[str], options: dict) -> int:
+async def _predict_all(pipeline: "Pipeline", sources: list[str], options: dict) -> int:
     """Answer every source through the server's own path, printing one JSON line each;
     the number that failed."""
     await pipeline.start()
@@ -142,6 +145,8 @@ async def _predict_all(pipeline: Pipeline, sources: list[str], options: dict) ->
 
 
 def predict(args: argparse.Namespace) -> None:
+    from app.pipeline import Pipeline
+
     settings = _settings()
     sources = list(expand(args.inputs))
     if not sources:

@@ -40,7 +40,9 @@ ERRORS: dict[str, ErrorCode] = {
     "empty_file": ErrorCode((400,), "The uploaded file is empty.", IMAGE),
     "invalid_json": ErrorCode((400,), "The JSON body doesn't parse, or isn't an object.", BODY),
     "invalid_base64": ErrorCode((400,), "`image` is not valid base64.", IMAGE),
-    "invalid_url": ErrorCode((400,), "`url` is not an http(s) address.", URL),
+    "invalid_url": ErrorCode(
+        (400,), "`url` is not an http(s) address, or redirects to no address.", URL
+    ),
     "invalid_form": ErrorCode((400,), "The form body doesn't parse.", BODY),
     "invalid_item": ErrorCode((400,), "A batch item is not an object naming an image.", BATCH),
     "bad_request": ErrorCode((400,), "The request is malformed.", ANY),

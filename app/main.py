@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from app.http import api, pages
-from app.http.handlers import EXCEPTION_HANDLERS
+from app.http.handlers import EXCEPTION_HANDLERS, Unexpected, render_api
 from app.http.openapi import openapi_schema
 from app.inference.loading import load_model
 from app.inference.model import Model, ModelLoadError
@@ -121,6 +121,7 @@ def create_app(
             timeout_s=settings.body_timeout_s,
             budget=budget,
         ),
+        Middleware(Unexpected, render=render_api),
     ]
     if settings.cors_origins:
         middleware.insert(

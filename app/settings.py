@@ -7,6 +7,7 @@ are all made from it. A bad value raises `SettingsError` with one line naming th
 variable and what it expects, which the CLI prints before exiting.
 """
 
+import math
 import os
 import re
 import sys
@@ -24,7 +25,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Number:
-    """An int or a float within bounds."""
+    """An int or a float within bounds (so never NaN or infinite)."""
 
     kind: type
     low: float
@@ -37,7 +38,9 @@ class Number:
 
     def __call__(self, text: str) -> int | float:
         value = self.kind(text)
-        if value < self.low or (self.high is not None and value > self.high):
+        if not math.isfinite(value) or value < self.low:
+            raise ValueError(text)
+        if self.high is not None and value > self.high:
             raise ValueError(text)
         return value
 

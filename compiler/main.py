@@ -37,11 +37,16 @@ def _write(path: Path, data: bytes) -> None:
     """Atomically: a reader never sees half a file, and a failed compile leaves none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False) as tmp:
-        tmp.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp.name, 0o666 & ~umask)  # as open() would have made it, not tempfile's 0600
-    os.replace(tmp.name, path)
+        try:
+            tmp.write(data)
+            tmp.close()
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp.name, 0o666 & ~umask)  # as open() would make it, not tempfile's 0600
+            os.replace(tmp.name, path)
+        except BaseException:  # a full disk, a path that is a folder, Ctrl-C
+            os.unlink(tmp.name)
+            raise
 
 
 def _loaded(graph: bytes, info: dict, folder: Path) -> Model:

@@ -39,15 +39,24 @@
     if (on) answer.querySelectorAll("#error, #result").forEach((box) => (box.hidden = true));
   }
 
-  // A network failure is the one error the server can't draw.
-  function showUnreachable() {
+  // What the server can't draw: a network failure, or an answer that isn't the app's
+  // (a proxy's error page, the plain-text 503 of a server at its connection limit).
+  function showProblem(message, code, status) {
     busy(false);
     errorBox().replaceChildren(
       el("h2", {}, "That didn't work"),
-      el("p", {}, "The server could not be reached."),
-      el("p", { class: "muted" }, "Error ", el("code", {}, "network_error"), " (HTTP 0)"),
+      el("p", {}, message),
+      el("p", { class: "muted" }, "Error ", el("code", {}, code), ` (HTTP ${status})`),
     );
     errorBox().hidden = false;
+  }
+
+  // The app's answer fragment always holds the error box (templates/answer.html).
+  function isFragment(response, html) {
+    if (!(response.headers.get("Content-Type") || "").startsWith("text/html")) return false;
+    const parsed = document.createElement("template");
+    parsed.innerHTML = html;
+    return parsed.content.getElementById("error") !== null;
   }
 
   // The server draws the answer (or the error) as it does without JavaScript: its
@@ -65,12 +74,21 @@
   async function classify(request, previewSrc) {
     showPreview(previewSrc);
     busy(true);
+    let response, html;
     try {
       const headers = { Accept: "text/html", "X-Pounce-Fragment": "1", ...request.headers };
-      const response = await fetch(endpoint, { method: "POST", ...request, headers });
-      showAnswer(await response.text());
+      response = await fetch(endpoint, { method: "POST", ...request, headers });
+      html = await response.text();
     } catch (error) {
-      showUnreachable();
+      showProblem("The server could not be reached.", "network_error", 0);
+      return;
+    }
+    if (isFragment(response, html)) {
+      showAnswer(html);
+    } else {
+      const busyNow = response.status === 503 ? " It is busy: try again in a moment." : "";
+      const said = `${response.status} ${response.statusText}`.trim();
+      showProblem(`The server answered ${said}.${busyNow}`, "unexpected_response", response.status);
     }
   }
 

@@ -30,7 +30,14 @@ from app.settings import ROOT
 # What compiling reads, besides the export: compiler/, the parts of app/ it may import
 # (tests/test_boundary.py holds it to these), the photos it proves parity on and
 # calibrates INT8 with, and the pinned requirements.
-FOR_THE_COMPILER = ("app.inference", "app.kinds", "app.settings", "app.errors", "app.error_codes")
+FOR_THE_COMPILER = (
+    "app.inference",
+    "app.kinds",
+    "app.settings",
+    "app.errors",
+    "app.error_codes",
+    "app.intake.integers",  # app/kinds reads top_k with it
+)
 REQUIREMENTS = ("requirements*.txt",)
 COMPILING = (
     "compiler",

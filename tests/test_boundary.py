@@ -51,7 +51,12 @@ def module(path: Path) -> str:
 def loaded_by_importing(paths: list[Path]) -> set[str]:
     """The top-level packages a fresh interpreter has loaded after importing `paths`."""
     names = ", ".join(module(path) for path in paths if path.stem != "__main__")
-    script = f"import sys, {names}; print(' '.join(sorted(sys.modules)))"
+    return loaded_by_running(f"import {names}")
+
+
+def loaded_by_running(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter has loaded after running `code`."""
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     return {name.split(".")[0] for name in run.stdout.split()}
@@ -77,6 +82,22 @@ def test_the_inference_side_imports_no_web_framework() -> None:
     assert len(INFERENCE_SIDE) >= 10
     loaded = loaded_by_importing(INFERENCE_SIDE)
     assert "onnxruntime" in loaded and not loaded & (WEB | TRAINING_STACK)
+
+
+@pytest.mark.slow
+def test_the_command_line_imports_no_web_framework_until_it_serves() -> None:
+    """`python -m app compile` (and --check, which `make run` calls first) loads app/cli.py
+    alone: no web framework, no URL fetcher; `serve` and `predict` import theirs. The
+    compiler adds none to what fastai loads by itself (fastai 2.8's fastprogress imports
+    python-fasthtml, and with it Starlette: theirs, not ours)."""
+    assert not loaded_by_importing([ROOT / "app" / "cli.py"]) & WEB
+    fastprogress = loaded_by_running("import fastprogress")
+    assert "starlette" in fastprogress  # if this fails, the exception below can go
+    ours = loaded_by_running(  # as `python -m compiler` starts
+        "import app.cli\nfrom compiler.torchvision_compat import ensure_torchvision\n"
+        "ensure_torchvision()\nimport compiler.main"
+    )
+    assert "compiler" in ours and not (ours - fastprogress) & WEB
 
 
 @pytest.mark.unit

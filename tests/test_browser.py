@@ -125,6 +125,26 @@ def test_error_flow(page, tmp_path: Path) -> None:
     assert all("status of 415" in error for error in page.console_errors), page.console_errors
 
 
+def test_an_answer_that_is_not_the_apps_is_an_error_and_the_page_recovers(page) -> None:
+    """A plain-text 503 (uvicorn at its connection limit, or a proxy's page) is shown as
+    an error, without replacing the answer's boxes, so the next photo still answers."""
+    page.route(
+        "**/api/predict",
+        lambda route: route.fulfill(
+            status=503, body="Service Unavailable", content_type="text/plain"
+        ),
+    )
+    page.set_input_files("#file", str(CAT))
+    page.wait_for_selector("#error:not([hidden])", timeout=20_000)
+    assert "unexpected_response" in page.inner_text("#error")
+    assert "503" in page.inner_text("#error") and "try again" in page.inner_text("#error")
+    page.unroute("**/api/predict")
+    page.set_input_files("#file", str(EXAMPLES / "coffee.jpg"))
+    assert top_label(page) == "espresso"
+    assert page.is_hidden("#error")
+    assert all("status of 503" in error for error in page.console_errors), page.console_errors
+
+
 def test_camera_input_for_phones(page) -> None:
     camera = page.locator("#camera")
     assert camera.get_attribute("capture") == "environment"

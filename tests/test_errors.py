@@ -8,7 +8,9 @@ import logging
 import re
 
 import pytest
+from starlette.exceptions import HTTPException
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from app.error_codes import ERRORS, RETRY_AFTER
 from app.http.handlers import _HTTP_CODES
@@ -47,13 +49,13 @@ def test_every_raised_code_is_in_the_table() -> None:
     for code, status, where in found:
         assert code in ERRORS, f"{where} raises {code!r}, which app/error_codes.py lacks"
         assert status is None or status in ERRORS[code].statuses, where
-    for code, _ in _HTTP_CODES.values():  # Starlette's own 400/404/405, renamed
-        assert code in ERRORS
+    for code, _, status in _HTTP_CODES.values():  # Starlette's own 400/404/405, renamed
+        assert status in ERRORS[code].statuses
 
 
 @pytest.mark.unit
 def test_every_code_in_the_table_is_raised() -> None:
-    used = {code for code, _, _ in raised()} | {code for code, _ in _HTTP_CODES.values()}
+    used = {code for code, _, _ in raised()} | {code for code, _, _ in _HTTP_CODES.values()}
     assert set(ERRORS) - used == set()
     assert used >= RETRY_AFTER
 
@@ -92,3 +94,19 @@ def test_a_server_fault_keeps_the_contract(caplog: pytest.LogCaptureFixture) -> 
     assert b"hunter2" not in body and b"Traceback" not in body
     logged = [r for r in caplog.records if r.getMessage().startswith("unhandled error")]
     assert logged[0].request_id == "trace-7" and logged[0].exc_info[0] is RuntimeError
+    assert len(logged) == 2  # once each: the app logs it, and nothing raises it on
+
+
+def unreadable(request: object) -> None:
+    raise HTTPException(status_code=401)  # StaticFiles', for a file it may not read
+
+
+@pytest.mark.unit
+def test_starlettes_other_refusals_are_not_bad_requests() -> None:
+    """StaticFiles answers 401 for a file the server can't read: for the client that is
+    nothing there (404 not_found), not `bad_request`."""
+    app = create_app(make_settings())
+    app.router.routes.append(Route("/unreadable", unreadable))
+    with TestClient(app) as client:
+        response = client.get("/unreadable")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

@@ -6,6 +6,7 @@ the very same URLs, and the network guard's record shows it never connected.
 """
 
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -129,6 +130,20 @@ def test_remote_failures(
     assert_error(response, status, code)
 
 
+@pytest.mark.parametrize("location", ["http://[::1", "http://example.com:99999/cat.jpg"])
+def test_a_malformed_redirect_is_the_urls_fault(
+    open_client: TestClient, image_server: ImageServer, location: str
+) -> None:
+    """yarl refuses these Locations with a ValueError; it is the URL's 400, and in a batch
+    the other images still answer."""
+    bad = image_server.url(f"/redirect?to={quote(location)}")
+    assert_error(open_client.post("/api/predict", json={"url": bad}), 400, "invalid_url")
+    files = [("url", (None, bad)), ("url", (None, image_server.url("/cat.jpg")))]
+    results = open_client.post("/api/predict/batch", files=files).json()["results"]
+    assert results[0]["error"]["code"] == "invalid_url"
+    assert results[1]["label"] in CAT_CLASSES
+
+
 def test_unreachable_host(open_client: TestClient) -> None:
     response = open_client.post("/api/predict", json={"url": "http://127.0.0.1:9/cat.jpg"})
     assert_error(response, 502, "url_unreachable")
@@ -161,6 +176,13 @@ def test_batch_of_urls(open_client: TestClient, image_server: ImageServer) -> No
         ("::1", False),
         ("::ffff:10.0.0.1", False),
         ("2002:7f00:1::", False),  # 6to4 wrapping 127.0.0.1
+        ("2002:808:808::", True),  # 6to4 wrapping 8.8.8.8
+        ("64:ff9b::7f00:1", False),  # NAT64 wrapping 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 wrapping the metadata address
+        ("64:ff9b::808:808", True),  # NAT64 wrapping 8.8.8.8
+        ("::a00:1", False),  # IPv4-compatible 10.0.0.1
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("::", False),
         ("fe80::1%eth0", False),
         ("0.0.0.0", False),
         ("255.255.255.255", False),

@@ -158,6 +158,28 @@ def test_metadata_is_read_without_loading_the_graph() -> None:
     assert metadata_props(COMPILED) == expected and METADATA_KEY in expected
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("damaged", ["{not json", "[1, 2]", '"format"'])
+def test_damaged_metadata_is_a_one_line_load_error(tmp_path: Path, damaged: str) -> None:
+    proto = onnx.load(COMPILED)
+    next(e for e in proto.metadata_props if e.key == METADATA_KEY).value = damaged
+    broken = tmp_path / "broken.onnx"
+    onnx.save(proto, broken)
+    with pytest.raises(ModelLoadError, match=r"metadata is damaged.*compile the export.pkl"):
+        Model.load(broken)
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    """compiler/main.py writes through a temporary file; when the last step fails (here
+    the destination is a folder), the temporary file goes too."""
+    from compiler.main import _write
+
+    (tmp_path / "export.onnx").mkdir()
+    with pytest.raises(OSError):
+        _write(tmp_path / "export.onnx", b"graph")
+    assert [p.name for p in tmp_path.iterdir()] == ["export.onnx"]
+
+
 def test_an_onnx_file_not_compiled_by_pounce(tmp_path: Path) -> None:
     import torch
 

@@ -137,8 +137,11 @@ def test_the_docs_script_runs_unchanged(live: Live) -> None:
     assert "b'Egyptian cat'" in run.stdout and "(2, 1000)" in run.stdout
 
 
-def test_a_fault_of_ours_keeps_the_protocols_shape(chelsea_jpeg: bytes) -> None:
-    """A 500 on /v2 is the protocol's `{"error": ...}`, with the request id, no traceback."""
+def test_a_fault_of_ours_keeps_the_protocols_shape(
+    chelsea_jpeg: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 500 on /v2 is the protocol's `{"error": ...}`, with the request id, no traceback;
+    logged once, and not raised on to the server (which would log it again)."""
 
     def broken(inputs: list) -> None:
         raise RuntimeError("the model broke")
@@ -153,9 +156,14 @@ def test_a_fault_of_ours_keeps_the_protocols_shape(chelsea_jpeg: bytes) -> None:
             }
         ]
     }
-    with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
+    with TestClient(create_app(make_settings())) as client:  # raises what the app raises
         client.app_state["services"].pipeline.model.infer = broken
+        caplog.clear()
         response = client.post("/v2/models/export/infer", json=body)
+        logged = [r for r in caplog.records if r.levelname == "ERROR"]
+        api = client.post("/api/predict", files={"file": ("cat.jpg", chelsea_jpeg)})
     assert response.status_code == 500
     assert response.json() == {"error": "Something went wrong on our side."}
     assert len(response.headers["X-Request-ID"]) == 32
+    assert len(logged) == 1 and logged[0].request_id == response.headers["X-Request-ID"]
+    assert api.status_code == 500 and api.json()["error"]["code"] == "internal_error"

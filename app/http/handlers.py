@@ -4,9 +4,9 @@ Open Inference Protocol's routes).
 Every failure a client can cause is an `ApiError` (app/errors.py), answered as
 `{"error": {"code", "message", "request_id"}}` with its status; a browser (a request
 that accepts HTML, like the page's plain form posts) gets the same error rendered in
-the page instead. Anything unexpected is logged with its traceback and request id
-and answered with a generic 500 body: never a traceback. A client that went away is
-not an error at all (499).
+the page instead. Anything unexpected is logged once with its traceback and request id
+and answered with a generic 500 body: never a traceback (`Unexpected`). A client that
+went away is not an error at all (499).
 """
 
 import logging
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ApiError
 from app.http.pages import render_page, wants_html
@@ -22,10 +23,13 @@ from app.http.pages import render_page, wants_html
 logger = logging.getLogger("app")
 Render = Callable[[Request, ApiError, dict[str, str]], Response]
 
+# Starlette's own HTTPExceptions: code, message and the status answered. StaticFiles
+# raises 401 for a file the server may not read: for the client, there is nothing there.
 _HTTP_CODES = {
-    400: ("bad_request", "The request is malformed."),
-    404: ("not_found", "There is nothing at this path."),
-    405: ("method_not_allowed", "This path does not accept that method."),
+    400: ("bad_request", "The request is malformed.", 400),
+    401: ("not_found", "There is nothing at this path.", 404),
+    404: ("not_found", "There is nothing at this path.", 404),
+    405: ("method_not_allowed", "This path does not accept that method.", 405),
 }
 INTERNAL_ERROR = "Something went wrong on our side."
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for it; no client ever sees it
@@ -46,7 +50,8 @@ def render_api(request: Request, error: ApiError, headers: dict[str, str]) -> Re
 
 
 def exception_handlers(render: Render) -> dict:
-    """The four handlers every surface needs, around the surface's `render`."""
+    """The handlers every surface needs, around the surface's `render`; with `Unexpected`
+    as its innermost middleware."""
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -58,11 +63,13 @@ def exception_handlers(render: Render) -> dict:
     async def http_exception(request: Request, exc: Exception) -> Response:
         """Starlette's own 404/405s, in our shape."""
         assert isinstance(exc, HTTPException)
-        code, message = _HTTP_CODES.get(exc.status_code, ("bad_request", str(exc.detail)))
+        if exc.status_code not in _HTTP_CODES:
+            raise exc  # not one Starlette raises today: a fault of ours (Unexpected)
+        code, message, status = _HTTP_CODES[exc.status_code]
         if exc.headers and "Allow" in exc.headers:
             request.scope["allow"] = exc.headers["Allow"]
             message = f"This path accepts {exc.headers['Allow']}."
-        return await api_error(request, ApiError(code, message, status=exc.status_code))
+        return await api_error(request, ApiError(code, message, status=status))
 
     async def client_gone(request: Request, exc: Exception) -> Response:
         """The client went away mid-upload, or while its prediction waited or ran.
@@ -70,26 +77,50 @@ def exception_handlers(render: Render) -> dict:
         mobile users abandon uploads all the time, and that is nobody's fault."""
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        """A fault of ours. Starlette runs this outside every middleware, so the request
-        id RequestContext gave the request is added here, to the body, the header and
-        the log line with the traceback, which stays on the server."""
-        rid = request_id(request)
-        logger.exception(
-            "unhandled error on %s %s", request.method, request.url.path, extra={"request_id": rid}
-        )
-        error = ApiError("internal_error", INTERNAL_ERROR)
-        response = render(request, error, {"X-Request-ID": rid} if rid else {})
-        if rid:
-            response.headers["X-Request-ID"] = rid
-        return response
-
     return {
         ApiError: api_error,
         ClientDisconnect: client_gone,
         HTTPException: http_exception,
-        Exception: unexpected,
     }
+
+
+class Unexpected:
+    """A fault of ours, answered once: logged with its traceback and the request's id, and
+    a generic 500 in the surface's shape, never a traceback. The innermost middleware of
+    the app and of /v2's: Starlette's last resort (an `Exception` handler) would re-raise
+    it after answering, so uvicorn logged it again, and /v2's mounted app a third time."""
+
+    def __init__(self, app: ASGIApp, render: Render) -> None:
+        self.app = app
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            request = Request(scope, receive)
+            rid = request_id(request)
+            logger.exception(
+                "unhandled error on %s %s",
+                request.method,
+                request.url.path,
+                extra={"request_id": rid},
+            )
+            if started:  # half an answer is out: nothing more can be said
+                return
+            error = ApiError("internal_error", INTERNAL_ERROR)
+            response = self.render(request, error, {"X-Request-ID": rid} if rid else {})
+            await response(scope, receive, send)
 
 
 EXCEPTION_HANDLERS = exception_handlers(render_api)

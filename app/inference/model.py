@@ -64,7 +64,15 @@ def read_info(path: Path) -> dict:
             f"{path} has no Pounce metadata: it is an ONNX file, but not one compiled "
             "from a fastai export. Compile the export.pkl: python -m app compile export.pkl"
         )
-    info = json.loads(raw)
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise ModelLoadError(
+            f"{path}'s Pounce metadata is damaged (not a JSON object): compile the export.pkl "
+            "again"
+        )
     if info.get("format") != FORMAT:
         raise ModelLoadError(
             f"{path} was compiled in format {info.get('format')}, this server reads "

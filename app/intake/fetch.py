@@ -32,11 +32,29 @@ def _refused(host: str) -> ApiError:
     )
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address that a gateway or the host
+# itself reaches: NAT64's well-known prefix (RFC 6052) and the deprecated
+# IPv4-compatible addresses (RFC 4291), beside the mapped, 6to4 and Teredo forms.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if ip in NAT64 or (ip in IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(address: str) -> bool:
-    """True only for globally routable unicast addresses."""
+    """True only for globally routable unicast addresses, and for an IPv6 address that
+    carries an IPv4 one, only when that one is too."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        embedded = _embedded_ipv4(ip)
         if embedded is not None:
             return is_public(str(embedded))
     return ip.is_global and not ip.is_multicast
@@ -89,6 +107,16 @@ def check_url(text: str, allow_private: bool) -> URL:
     return url
 
 
+def _redirected(url: URL, location: str) -> str:
+    """Where a redirect points, resolved against the URL that sent it."""
+    try:
+        return str(url.join(URL(location)))
+    except (ValueError, TypeError):
+        raise ApiError(
+            "invalid_url", f"The URL redirected to {location[:100]!r}, which is not a URL."
+        ) from None
+
+
 class Fetcher:
     """One shared aiohttp session for the app's lifetime."""
 
@@ -133,7 +161,7 @@ class Fetcher:
                     async with self._session.get(url, allow_redirects=False) as response:
                         location = response.headers.get("Location")
                         if response.status in REDIRECT_STATUSES and location:
-                            url = check_url(str(url.join(URL(location))), self.allow_private)
+                            url = check_url(_redirected(url, location), self.allow_private)
                             continue
                         return await self._read(response, reservation)
                 raise ApiError(

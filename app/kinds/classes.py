@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from app.errors import ApiError
+from app.intake.integers import natural
 from app.kinds.base import Kind, Prediction, Tensor
 
 PROBABILITIES, LABELS = "probabilities", "labels"
@@ -49,12 +50,12 @@ class Classifier(Kind):
         raw = query.get("top_k")
         if raw is None:
             return {"top_k": self.default_top_k()}
-        classes = len(self.labels)
-        if not raw.isdigit() or not 1 <= int(raw) <= classes:
+        classes, k = len(self.labels), natural(raw)
+        if k is None or not 1 <= k <= classes:
             raise ApiError(
                 "invalid_top_k", f"top_k must be an integer from 1 to {classes}, not {raw[:20]!r}."
             )
-        return {"top_k": int(raw)}
+        return {"top_k": k}
 
     def ranked(self, probs: np.ndarray, k: int) -> list[dict]:
         """The k most probable labels, most probable first."""
@@ -73,7 +74,7 @@ class Classifier(Kind):
             array = np.stack(rows).astype("<f4")
             return Tensor(name, "FP32", list(array.shape), array)
         k = parameters.get("classification", self.default_top_k())
-        if not isinstance(k, int) or not 1 <= k <= len(self.labels):
+        if type(k) is not int or not 1 <= k <= len(self.labels):  # not a bool either
             raise ValueError(f"classification must be an integer from 1 to {len(self.labels)}.")
         labels = [[p["label"] for p in self.ranked(row, k)] for row in rows]
         return Tensor(name, "BYTES", [len(rows), k], [label for row in labels for label in row])

@@ -5,6 +5,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ApiError
+from app.intake.integers import natural
 from app.limits.budget import UploadBudget
 
 
@@ -49,7 +50,7 @@ class BodyLimits:
 
         async def next_part() -> Message:
             nonlocal received, more
-            if declared.isdigit() and int(declared) > self.max_bytes:
+            if (natural(declared) or 0) > self.max_bytes:
                 raise self.too_large()
             try:
                 async with asyncio.timeout_at(deadline):

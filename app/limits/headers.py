@@ -4,7 +4,7 @@ httptools buffers headers of any size (a 10 MB header is accepted) and uvicorn
 waits forever for a request's headers to finish, so a client could hold memory,
 or a connection slot, for as long as it liked. This protocol answers 431 past
 MAX_HEADER_KB and 408 when a request's headers take longer than HEADER_TIMEOUT,
-and closes the connection. Bodies are bounded in the app (middleware.BodyLimits).
+and closes the connection. Bodies are bounded in the app (app/limits/body.py).
 """
 
 import asyncio

@@ -17,31 +17,26 @@ route. This module owns its routes and its errors' shape, `{"error": "..."}`:
 
 import asyncio
 import base64
-import binascii
 import json
 import struct
 import time
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from app.errors import ApiError
 from app.http.api import elapsed_ms
-from app.http.handlers import exception_handlers
+from app.http.handlers import Unexpected, exception_handlers
 from app.kinds import Tensor
 from app.limits.disconnect import until_disconnect
+from app.protocols.inference_request import HEADER_LENGTH, INPUT, invalid, read
 from app.services import Services
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
-INPUT = "images"
 VERSION = "1"
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError("invalid_inference_request", message)
 
 
 def _services(request: Request) -> Services:
@@ -94,87 +89,6 @@ async def model_ready(request: Request) -> JSONResponse:
     return JSONResponse({"name": services.settings.model_name, "ready": True})
 
 
-def _split(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
-    """The JSON header and the binary data after it (none without the extension)."""
-    if header_length is None:
-        head, rest = body, b""
-    elif header_length.isdigit() and int(header_length) <= len(body):
-        head, rest = body[: int(header_length)], body[int(header_length) :]
-    else:
-        raise _invalid(f"{HEADER_LENGTH} must be the JSON header's length in bytes.")
-    try:
-        header = json.loads(head)
-    except (ValueError, UnicodeDecodeError):
-        raise _invalid("The inference request is not valid JSON.") from None
-    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
-        raise _invalid('The inference request needs "inputs", a list.')
-    return header, rest
-
-
-def _elements(raw: bytes) -> list[bytes]:
-    """A BYTES tensor's binary form: each element as a 4-byte little-endian length and its bytes."""
-    items, pos = [], 0
-    while pos < len(raw):
-        if pos + 4 > len(raw):
-            raise _invalid(f"The binary data of {INPUT!r} is truncated.")
-        (size,) = struct.unpack_from("<I", raw, pos)
-        if pos + 4 + size > len(raw):
-            raise _invalid(f"The binary data of {INPUT!r} is truncated.")
-        items.append(raw[pos + 4 : pos + 4 + size])
-        pos += 4 + size
-    return items
-
-
-def _images(header: dict, binary: bytes, max_items: int) -> list[bytes]:
-    """The encoded images the request's one input carries."""
-    inputs = header["inputs"]
-    if len(inputs) != 1 or not isinstance(inputs[0], dict) or inputs[0].get("name") != INPUT:
-        raise _invalid(f"Send exactly one input, named {INPUT!r}: a BYTES tensor of image files.")
-    tensor = inputs[0]
-    shape, parameters = tensor.get("shape"), tensor.get("parameters") or {}
-    if tensor.get("datatype") != "BYTES" or not (
-        isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], int)
-    ):
-        raise _invalid(f"{INPUT!r} must be BYTES with shape [N].")
-    if "binary_data_size" in parameters:
-        size = parameters["binary_data_size"]
-        if not isinstance(size, int) or size != len(binary):
-            raise _invalid(f"{INPUT!r}'s binary_data_size does not match the data sent.")
-        images = _elements(binary)
-    else:
-        data = tensor.get("data")
-        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
-            raise _invalid(f"{INPUT!r}'s data must be a list of base64 strings.")
-        try:
-            images = [base64.b64decode(item, validate=True) for item in data]
-        except (binascii.Error, ValueError):
-            raise _invalid(f"{INPUT!r}'s data must be base64 (content_type base64).") from None
-    if len(images) != shape[0]:
-        raise _invalid(f"{INPUT!r} has shape [{shape[0]}] but carries {len(images)} elements.")
-    if not 1 <= len(images) <= max_items:
-        raise _invalid(f"Send from 1 to {max_items} images (MAX_BATCH_ITEMS).")
-    return images
-
-
-def _outputs(header: dict, names: list[str]) -> dict[str, tuple[bool, dict]]:
-    """The outputs to send: name -> (binary?, parameters). All the kind's unless the
-    request names some."""
-    every_binary = bool((header.get("parameters") or {}).get("binary_data_output", False))
-    asked = header.get("outputs")
-    if asked is None:
-        return {name: (every_binary, {}) for name in names}
-    if not isinstance(asked, list):
-        raise _invalid('"outputs" must be a list.')
-    chosen = {}
-    for output in asked:
-        name = output.get("name") if isinstance(output, dict) else None
-        if name not in names:
-            raise _invalid(f"Unknown output {name!r}: there are {', '.join(map(repr, names))}.")
-        parameters = output.get("parameters") or {}
-        chosen[name] = (bool(parameters.get("binary_data", every_binary)), parameters)
-    return chosen
-
-
 def _encode(tensor: Tensor, binary: bool) -> tuple[dict, bytes]:
     """An output as JSON, or as its header entry and binary data."""
     entry = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
@@ -195,9 +109,13 @@ async def infer(request: Request) -> Response:
     started = time.perf_counter()
     services = _services(request)
     pipeline = services.pipeline
-    header, binary = _split(await request.body(), request.headers.get(HEADER_LENGTH))
-    images = _images(header, binary, services.settings.max_batch_items)
-    outputs = _outputs(header, [output["name"] for output in pipeline.kind.outputs()])
+    asked = read(
+        await request.body(),
+        request.headers.get(HEADER_LENGTH),
+        [output["name"] for output in pipeline.kind.outputs()],
+        services.settings.max_batch_items,
+    )
+    images, outputs = asked.images, asked.outputs
 
     async def predict() -> list:
         async with services.admission.admit():  # every image at once, as the API's batch
@@ -208,7 +126,7 @@ async def infer(request: Request) -> Response:
     rows = await until_disconnect(request, predict())
     for index, row in enumerate(rows):
         if isinstance(row, ApiError):
-            raise _invalid(f"{INPUT!r} element {index}: {row.message}")
+            raise invalid(f"{INPUT!r} element {index}: {row.message}")
         if isinstance(row, BaseException):
             raise row
     entries, blobs = [], []
@@ -216,7 +134,7 @@ async def infer(request: Request) -> Response:
         try:
             tensor = pipeline.kind.tensor(name, rows, parameters)
         except ValueError as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         entry, raw = _encode(tensor, binary_out)
         entries.append(entry)
         blobs.append(raw)
@@ -226,8 +144,8 @@ async def infer(request: Request) -> Response:
         "outputs": entries,
         "parameters": {"elapsed_ms": elapsed_ms(started)},
     }
-    if "id" in header:
-        body["id"] = header["id"]
+    if asked.id is not None:
+        body["id"] = asked.id
     if not any(blobs):
         return JSONResponse(body)
     head = json.dumps(body).encode()
@@ -250,7 +168,11 @@ ROUTES = [
     Route("/models/{name}/ready", model_ready, methods=["GET"]),
     Route("/models/{name}/infer", infer, methods=["POST"]),
 ]
-app = Starlette(routes=ROUTES, exception_handlers=exception_handlers(render))
+app = Starlette(
+    routes=ROUTES,
+    middleware=[Middleware(Unexpected, render=render)],
+    exception_handlers=exception_handlers(render),
+)
 # What the route table mounts: the protocol's own app at /v2, and /v2 itself (a Mount
 # answers only below its path; GET /v2 can't fail, so needs no error shape of its own).
 routes = [
