@@ -71,7 +71,7 @@ def decoding(r: Results) -> list[Target]:
         ceil = d.ceilings[path].decoding
         shares = {photo: loads[photo].throughput / ceil[photo] for photo in PHONE_PHOTOS}
         short = [
-            f"{photo} by {100 * (HTTP_SHARE - s):.0f} points"
+            f"{photo}: {100 * (HTTP_SHARE - s):.1f} points"
             for photo, s in shares.items()
             if s < HTTP_SHARE
         ]
@@ -80,7 +80,7 @@ def decoding(r: Results) -> list[Target]:
                 f"{path} path over HTTP at c={C} ≥ {HTTP_SHARE:.0%} of its in-process ceiling "
                 "with decoding, each phone photo",
                 "; ".join(
-                    f"{photo} {loads[photo].throughput:.1f} vs {ceil[photo]:.1f} img/s = {s:.0%}"
+                    f"{photo} {loads[photo].throughput:.1f} vs {ceil[photo]:.1f} img/s = {s:.1%}"
                     for photo, s in shares.items()
                 ),
                 ", ".join(short) or None,
