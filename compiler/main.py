@@ -122,8 +122,12 @@ def compile_file(
             f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), the same "
             "decoded answers on all"
         )
-        if fast_decode:
-            info["decoding"] = reduced_decoding(Model.load(unproven), holdout)
+        if int8:
+            proven = Path(tmp) / "fp32.onnx"
+            proven.write_bytes(_with_info(graph, info))
+            graph, info = _quantized(proven, say, calibration, holdout)
+        if fast_decode:  # measured on the graph that is written: INT8's, with --int8
+            info["decoding"] = reduced_decoding(_loaded(graph, info, Path(tmp)), holdout)
             held = info["decoding"]["holdout"]
             say(
                 f"reduced-scale JPEG decoding: the exact decoding's answer on "
@@ -131,10 +135,6 @@ def compile_file(
                 f"({held['agreement']:.1%}), largest difference in the output "
                 f"{held['max_abs_diff']:.2g}"
             )
-        if int8:
-            proven = Path(tmp) / "fp32.onnx"
-            proven.write_bytes(_with_info(graph, info))
-            return quantize_file(proven, out, say, calibration, holdout)
     return _written(out, graph, info, say)
 
 
@@ -148,6 +148,11 @@ def quantize_file(
     """`compile --int8`'s last step, on a compiled fp32 file whose parity is proven:
     quantized, calibrated on `calibration`'s photos and checked against the fp32 file on
     `holdout`'s (compiler/quantize.py); written to `out`, its metadata returned."""
+    return _written(out, *_quantized(fp32, say, calibration, holdout), say)
+
+
+def _quantized(fp32: Path, say, calibration: Path, holdout: Path | None) -> tuple[bytes, dict]:
+    """The INT8 graph and its metadata."""
     info = Model.load(fp32).info
     with tempfile.TemporaryDirectory() as tmp:
         graph, quantization = quantize(
@@ -161,7 +166,7 @@ def quantize_file(
         f"({held['agreement']:.1%}), largest difference in the output "
         f"{held['max_abs_diff']:.2g}"
     )
-    return _written(out, graph, info, say)
+    return graph, info
 
 
 def _written(out: Path, graph: bytes, info: dict, say) -> dict:

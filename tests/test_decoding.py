@@ -49,6 +49,20 @@ def test_fast_decode_is_measured_recorded_and_shown(colours_model: Path, tmp_pat
     assert "JPEGs decoded at reduced scale: the exact answer on 12 of 12 held-out" in page
 
 
+def test_with_int8_it_is_measured_on_the_int8_graph(colours_model: Path, tmp_path: Path) -> None:
+    """The record describes the file written: measured again on the written INT8 graph, the
+    same figures."""
+    from compiler.decoding import reduced_decoding
+
+    out = tmp_path / "int8-fast.onnx"
+    run = run_cli("compile", str(colours_model), "-o", str(out), "--int8", "--fast-decode")
+    assert run.returncode == 0, run.stderr
+    model = Model.load(out)
+    recorded = model.metadata()["decoding"]
+    assert model.metadata()["precision"] == "int8" and recorded["jpeg"] == "reduced"
+    assert reduced_decoding(model, None) == recorded
+
+
 def test_without_it_photos_are_decoded_at_full_size(colours_compiled: Path) -> None:
     page, info = _page_and_info(colours_compiled)
     assert info["decoding"] == {"jpeg": "exact"}
