@@ -1,0 +1,57 @@
+"""Decode and preprocess JPEG variants as the server does, and print a digest of each
+array (or the error's code): run by tests/test_allocator.py in processes whose allocator
+is set differently, to prove the setting changes the speed and not the bytes."""
+
+import hashlib
+import io
+import json
+import sys
+
+import numpy as np
+import skimage.data
+from PIL import Image
+
+from app.errors import ApiError
+from app.inference.images import ANY_SIZE
+from app.inference.model import Model
+from tests.helpers import COMPILED
+
+
+def variants() -> dict[str, bytes]:
+    photo = Image.fromarray(skimage.data.astronaut()).resize((1632, 1224), Image.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the server turns it upright
+    found = {}
+    for name, image, options in [
+        ("baseline 4:2:0", photo, {}),
+        ("progressive 4:4:4", photo, {"progressive": True, "subsampling": 0}),
+        ("restart markers", photo, {"restart_marker_rows": 1}),
+        ("greyscale", photo.convert("L"), {}),
+        ("CMYK", photo.convert("CMYK"), {}),
+        ("EXIF-rotated", photo, {"exif": exif}),
+    ]:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90, **options)
+        found[name] = buffer.getvalue()
+    found["truncated"] = found["baseline 4:2:0"][: len(found["baseline 4:2:0"]) // 2]
+    return found
+
+
+def main() -> None:
+    if sys.argv[1:] == ["tuned"]:
+        from app.ops.memory import tune_malloc
+
+        tune_malloc()
+    model = Model.load(COMPILED)
+    digests = {}
+    for name, data in variants().items():
+        try:
+            array = np.ascontiguousarray(model.preprocess(model.decode(data, ANY_SIZE)))
+            digests[name] = hashlib.sha256(array.tobytes()).hexdigest()
+        except ApiError as exc:
+            digests[name] = exc.code
+    print(json.dumps(digests))
+
+
+if __name__ == "__main__":
+    main()
