@@ -5,8 +5,8 @@
 #             the model (build argument MODEL, default export.pkl; an export of fastai 2.7 or
 #             2.8) into /opt/model/model.onnx,
 #             proving parity with learn.predict as it does (a mismatch fails the build)
-#   dev     - build + test/lint tools and chromium, for training, compiling and testing; mount
-#             the source at /app; uvicorn --reload
+#   dev     - build + test/lint tools, chromium and nginx, for training, compiling and
+#             testing; mount the source at /app; uvicorn --reload
 #   runtime - slim: the serving venv, the app and the compiled model, as a non-root user;
 #             no torch, no fastai, no pip. The last stage, so `docker build .` makes it.
 #
@@ -72,12 +72,13 @@ FROM build AS dev
 ENV PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8000
-# Debian's chromium, which the browser tests drive (Playwright can't download its own), and
-# libatomic1, which Playwright's own Node.js driver needs. Debian's versions are the ones to
-# have, so they aren't pinned.
+# Debian's chromium, which the browser tests drive (Playwright can't download its own),
+# libatomic1, which Playwright's own Node.js driver needs, and nginx, the TLS proxy the proxy
+# test puts in front of the server. Debian's versions are the ones to have, so they aren't
+# pinned.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends chromium libatomic1 \
+    && apt-get install -y --no-install-recommends chromium libatomic1 nginx \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements-dev.txt /tmp/requirements-dev.txt
 RUN --mount=type=secret,id=pip_cert \

@@ -82,6 +82,10 @@ def serve(args: argparse.Namespace) -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
+        # The pages need no proxy headers (their URLs are paths): trusted, they give the
+        # request the browser's scheme (for redirects and the code samples' text).
+        proxy_headers=True,
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
         workers=settings.web_concurrency,
         log_level=settings.log_level,
         log_config=logs,

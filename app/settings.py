@@ -7,6 +7,7 @@ are all made from it. A bad value raises `SettingsError` with one line naming th
 variable and what it expects, which the CLI prints before exiting.
 """
 
+import ipaddress
 import math
 import os
 import re
@@ -110,6 +111,21 @@ class Folder:
         return Path(text).expanduser()
 
 
+class Addresses:
+    """`*`, or comma-separated IP addresses and networks, checked as uvicorn reads them
+    (it would take a typo for a name that matches no peer, and trust nobody)."""
+
+    expects = "* or comma-separated IP addresses and networks, such as 10.0.0.0/8"
+
+    def __call__(self, text: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        if items != ("*",):
+            for item in items:  # each raises ValueError unless it is one
+                parse = ipaddress.ip_network if "/" in item else ipaddress.ip_address
+                parse(item)
+        return items
+
+
 class Examples:
     expects = f"comma-separated image file names in {EXAMPLES_DIR}"
 
@@ -166,6 +182,10 @@ SETTINGS = (
             "address to listen on (`0.0.0.0` in a container)"),
     Setting("port", "PORT", Number(int, 1, 65535), "8000",
             "port to listen on (Heroku sets it)"),
+    Setting("forwarded_allow_ips", "FORWARDED_ALLOW_IPS", Addresses(), "127.0.0.1,::1",
+            "peers whose `X-Forwarded-Proto` and `X-Forwarded-For` are believed: the proxy in "
+            "front (`*`: any peer, where only the proxy can reach the server; "
+            "[deploy.md](deploy.md#behind-a-proxy-that-ends-tls))"),
     Setting("top_k", "TOP_K", Number(int, 1), "5",
             "classes returned when a request doesn't say"),
     Setting("max_upload_mb", "MAX_UPLOAD_MB", Number(float, 0.001), "10",
@@ -254,6 +274,7 @@ class Settings:
     model_cache_dir: Path
     host: str
     port: int
+    forwarded_allow_ips: tuple[str, ...]
     top_k: int
     max_upload_mb: float
     max_image_megapixels: float

@@ -18,6 +18,12 @@
   const preview = document.getElementById("preview");
   let previewUrl = null;
 
+  // The code samples name the API's URL as the browser reached it: behind a proxy that
+  // ends TLS, the server's own idea of its scheme can be http (docs/deploy.md).
+  document.querySelectorAll("[data-url]").forEach((node) => {
+    node.textContent = new URL(node.dataset.url, document.baseURI).href;
+  });
+
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
     Object.entries(attrs).forEach(([key, value]) => node.setAttribute(key, value));

@@ -26,6 +26,17 @@ ARTIFACTS = ROOT / "test-artifacts"
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+# Headless Chromium for the browser tests: no sandbox (root in a container), nothing
+# reaching out on its own.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-features=MediaRouter,OptimizationHints",
+]
 
 
 def upload(data: bytes, name: str = "photo.jpg", kind: str = "image/jpeg") -> dict:

@@ -5,6 +5,7 @@ rendered page for a browser's form post.
 """
 
 import base64
+import re
 
 import pytest
 from starlette.testclient import TestClient
@@ -196,8 +197,21 @@ def test_home_page_has_both_forms(client: TestClient) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'enctype="multipart/form-data"' in page.text
     assert 'name="file"' in page.text and 'name="url"' in page.text
-    assert 'action="http://testserver/api/predict"' in page.text
+    assert 'action="/api/predict"' in page.text
     assert client.get("/static/style.css").status_code == 200
+
+
+def test_pages_name_paths_not_the_servers_scheme(client: TestClient, coffee_png: bytes) -> None:
+    """What the page, the result page and /docs load, post to and link to are paths, so
+    behind a proxy that ends TLS the browser fetches them over its own https (the
+    browser itself is tests/test_proxy.py)."""
+    result = client.post(
+        "/api/predict", files=upload(coffee_png, "c.png", "image/png"), headers=HTML
+    )
+    for page in (client.get("/", headers=HTML), result, client.get("/docs")):
+        urls = re.findall(r'(?:href|src|action|url)(?:=|: )"([^"]*)"', page.text)
+        assert len(urls) >= 3
+        assert all(url.startswith(("/", "data:")) and url[1:2] != "/" for url in urls), urls
 
 
 def test_form_post_renders_result_page(client: TestClient, coffee_png: bytes) -> None:

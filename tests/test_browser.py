@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.corpus import DRAWN
-from tests.helpers import ARTIFACTS, CAT, CAT_CLASSES, EXAMPLES, ImageServer
+from tests.helpers import ARTIFACTS, CAT, CAT_CLASSES, CHROMIUM_ARGS, EXAMPLES, ImageServer
 from tests.learners import colour_pictures
 from tests.live import Live, serve
 
@@ -28,18 +28,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-features=MediaRouter,OptimizationHints",
-            ],
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

@@ -40,12 +40,15 @@ def test_values_are_read_and_cast() -> None:
         ALLOW_PRIVATE_URLS="yes",
         LOG_LEVEL="DEBUG",
         TITLE="Cougar or not?",
+        FORWARDED_ALLOW_IPS="10.0.0.0/8, 192.168.1.7,::1",
     )
     assert settings.port == 5000 and settings.top_k == 3
     assert settings.max_upload_bytes == int(2.5 * 2**20)
     assert settings.cors_origins == ("https://a.example", "https://b.example")
     assert settings.allow_private_urls is True and settings.log_level == "debug"
     assert settings.title == "Cougar or not?"
+    assert settings.forwarded_allow_ips == ("10.0.0.0/8", "192.168.1.7", "::1")
+    assert load(FORWARDED_ALLOW_IPS="*").forwarded_allow_ips == ("*",)
 
 
 @pytest.mark.parametrize(
@@ -68,6 +71,11 @@ def test_values_are_read_and_cast() -> None:
         ({"INTRA_OP_THREADS": "0"}, "INTRA_OP_THREADS='0' is not valid: expected an integer"),
         ({"MEMORY_ARENA": "sometimes"}, "MEMORY_ARENA='sometimes' is not valid: expected true"),
         ({"MODEL_PATH": "/no/such/export.pkl"}, "MODEL_PATH='/no/such/export.pkl' is not valid"),
+        (
+            {"FORWARDED_ALLOW_IPS": "10.0.0.1/8"},  # uvicorn would trust nobody, silently
+            "FORWARDED_ALLOW_IPS='10.0.0.1/8' is not valid: expected * or comma-separated IP",
+        ),
+        ({"FORWARDED_ALLOW_IPS": "router.heroku"}, "FORWARDED_ALLOW_IPS='router.heroku' is not"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:

@@ -1,17 +1,23 @@
 """The HTML pages: the home page, which also shows an answer or an error.
 
 They work with no JavaScript: the forms post to /api/predict, which renders this
-page for a browser (and scrolls to the answer: the forms post to `#output`). With
-JavaScript, static/app.js posts the same forms itself and asks for the answer's
-fragment alone (`X-Pounce-Fragment`), which is the same template the page includes:
-templates/answer.html, and the kind's partial in templates/kinds/. So the page has
-one drawing of each kind's answer, with or without a script. Settings feed the
-title and description, so a fork changes its wording without touching code.
+page for a browser. With JavaScript, static/app.js posts the same forms itself and
+asks for the answer's fragment alone (`X-Pounce-Fragment`), which is the same
+template the page includes: templates/answer.html, and the kind's partial in
+templates/kinds/. So the page has one drawing of each kind's answer, with or without
+a script. Settings feed the title and description, so a fork changes its wording
+without touching code.
+
+Every URL a page loads, posts to or links to is a path (`url_for` below), never
+scheme://host/path: behind a proxy that ends TLS, the server can't know the browser's
+scheme unless it trusts the proxy's headers (FORWARDED_ALLOW_IPS), and an http:// URL
+in an https page is mixed content the browser blocks. A path needs no such trust.
 """
 
 import base64
 import io
 
+import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
@@ -21,7 +27,27 @@ from app.inference.images import open_image, to_rgb
 from app.services import Services
 from app.settings import ROOT
 
+
+@jinja2.pass_context
+def url_path_for(context: dict, name: str, /, **path_params: object) -> str:
+    """A route's path (under the app's root path), without scheme or host, so the
+    browser resolves it against the page's own scheme and host."""
+    return context["request"].url_for(name, **path_params).path
+
+
+@jinja2.pass_context
+def absolute_url_for(context: dict, name: str, /, **path_params: object) -> str:
+    """A route's whole URL as the server sees it, for text a reader copies (the code
+    samples), never for something the page loads: static/app.js puts the browser's own
+    in its place."""
+    return str(context["request"].url_for(name, **path_params))
+
+
 templates = Jinja2Templates(directory=ROOT / "templates")
+# Starlette's own `url_for` makes absolute URLs from the request's scheme: replaced, so
+# every template (and any added later) writes paths.
+templates.env.globals["url_for"] = url_path_for
+templates.env.globals["absolute_url_for"] = absolute_url_for
 FRAGMENT = "X-Pounce-Fragment"  # static/app.js asks for the answer's fragment alone
 THUMBNAIL = 960  # the photo a drawn answer (points, a mask) is drawn on, at most, in pixels
 # What to try next, shown with the error's own message.
