@@ -70,8 +70,7 @@ def read_info(path: Path) -> dict:
         info = None
     if not isinstance(info, dict):
         raise ModelLoadError(
-            f"{path}'s Pounce metadata is damaged (not a JSON object): compile the export.pkl "
-            "again"
+            f"{path}'s Pounce metadata is damaged (not a JSON object): compile the export.pkl again"
         )
     if info.get("format") != FORMAT:
         raise ModelLoadError(
