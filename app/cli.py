@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -91,12 +91,12 @@ def serve(args: argparse.Namespace) -> None:
         log_config=logs,
         access_log=False,  # RequestContext writes the access log, as JSON
         reload=args.reload,
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
         # Connection-level limits (docs/architecture.md, "Slow and vanishing clients"): past
         # MAX_CONNECTIONS, new connections get uvicorn's 503 at once.
         limit_concurrency=settings.max_connections,
-        timeout_keep_alive=settings.keep_alive_s,
-        http=functools.partial(
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+        http=functools.partial(  # type: ignore[arg-type]
             BoundedHttpToolsProtocol,
             max_header_bytes=settings.max_header_bytes,
             header_timeout_s=settings.header_timeout_s,
@@ -118,12 +118,12 @@ def expand(inputs: list[str]) -> Iterator[str]:
             )
 
 
-async def _predict_all(pipeline: "Pipeline", sources: list[str], options: dict) -> int:
+async def _predict_all(pipeline: "Pipeline", sources: list[str], options: dict[str, Any]) -> int:
     """Answer every source through the server's own path, printing one JSON line each;
     the number that failed."""
     await pipeline.start()
 
-    async def one(source: str) -> dict:
+    async def one(source: str) -> dict[str, Any]:
         try:
             if source.startswith(("http://", "https://")):
                 data = await pipeline.fetch(source)

@@ -23,7 +23,7 @@ class ApiError(Exception):
         self.code = code
         self.message = message
 
-    def body(self, request_id: str | None = None) -> dict:
+    def body(self, request_id: str | None = None) -> dict[str, dict[str, str]]:
         error = {"code": self.code, "message": self.message}
         if request_id is not None:
             error["request_id"] = request_id

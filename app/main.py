@@ -8,7 +8,8 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import FrameType
 
 import anyio
 from starlette.applications import Starlette
@@ -55,7 +56,7 @@ routes = [
 
 def lifespan(
     settings: Settings, metrics: Metrics, budget: UploadBudget, load: Callable[[Settings], Model]
-) -> Callable:
+) -> Callable[[Starlette], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def run(app: Starlette) -> AsyncIterator[State]:
         """Load and warm the model before serving; release everything on the way out."""
@@ -95,7 +96,7 @@ def drain_on_sigterm(admission: Admission) -> None:
         return
     uvicorn_handler = signal.getsignal(signal.SIGTERM)
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         admission.draining = True
         logger.info("SIGTERM: draining in-flight requests")
         if callable(uvicorn_handler):

@@ -2,7 +2,7 @@
 every request as `request.state.services` (Starlette's lifespan state)."""
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from app.limits.admission import Admission
 from app.limits.budget import UploadBudget
@@ -18,7 +18,7 @@ class Services:
     budget: UploadBudget
     pipeline: Pipeline
     admission: Admission
-    model_info: dict  # what /api/model says
+    model_info: dict[str, Any]  # what /api/model says
 
     @property
     def ready(self) -> bool:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "static" / "examples"
@@ -38,7 +39,7 @@ class Number:
         return f"{'an integer' if self.kind is int else 'a number'} {bounds}"
 
     def __call__(self, text: str) -> int | float:
-        value = self.kind(text)
+        value: int | float = self.kind(text)
         if not math.isfinite(value) or value < self.low:
             raise ValueError(text)
         if self.high is not None and value > self.high:
@@ -136,7 +137,8 @@ class Examples:
         return names
 
 
-Default = str | Callable[[dict, Mapping[str, str]], str]  # or made from those read before
+Values = dict[str, Any]  # the settings read so far, by field
+Default = str | Callable[[Values, Mapping[str, str]], str]  # or made from those read before
 
 
 @dataclass(frozen=True)
@@ -149,16 +151,16 @@ class Setting:
     default_doc: str | None = None  # how the docs write a default that isn't a literal
 
 
-def _cores(values: dict, environ: Mapping[str, str]) -> str:
+def _cores(values: Values, environ: Mapping[str, str]) -> str:
     return str(max(1, (os.cpu_count() or 1) // values["web_concurrency"]))
 
 
-def _cache(values: dict, environ: Mapping[str, str]) -> str:
+def _cache(values: Values, environ: Mapping[str, str]) -> str:
     return str(Path(environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "pounce")
 
 
-def _stem(values: dict, environ: Mapping[str, str]) -> str:
-    return values["model_path"].stem
+def _stem(values: Values, environ: Mapping[str, str]) -> str:
+    return str(values["model_path"].stem)
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -341,7 +343,7 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting from `environ` (default: the process's)."""
     environ = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    values: Values = {}
     for row in SETTINGS:
         raw = environ.get(row.variable)
         if raw is None:

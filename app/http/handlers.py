@@ -10,7 +10,8 @@ went away is not an error at all (499).
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -49,7 +50,9 @@ def render_api(request: Request, error: ApiError, headers: dict[str, str]) -> Re
     return JSONResponse(error.body(request_id(request)), status_code=error.status, headers=headers)
 
 
-def exception_handlers(render: Render) -> dict:
+def exception_handlers(
+    render: Render,
+) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
     """The handlers every surface needs, around the surface's `render`; with `Unexpected`
     as its innermost middleware."""
 

@@ -64,6 +64,7 @@ def compile_in_child(
         text=True,
     ) as child:
         last = "compiling failed"
+        assert child.stderr is not None  # stderr=PIPE
         for line in child.stderr:
             if line.strip():
                 last = line.strip()

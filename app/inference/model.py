@@ -13,6 +13,7 @@ where it came from and how closely it matched `learn.predict`.
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 # Since 1.29, ONNX Runtime collects usage telemetry on Linux too, keeps an offline store
 # under ~/.cache/Microsoft and uploads it to Microsoft. A server that classifies other
@@ -30,7 +31,9 @@ from app.inference.preprocess import DescriptionError, Preprocessor
 
 METADATA_KEY = "pounce"
 FORMAT = 2  # the layout of that metadata; a file of another format is compiled again
-EXACT = {"jpeg": "exact"}  # the decoding a file records unless compiled with --fast-decode
+EXACT: dict[str, Any] = {
+    "jpeg": "exact"
+}  # the decoding a file records unless compiled with --fast-decode
 
 
 class ModelLoadError(RuntimeError):
@@ -50,7 +53,7 @@ def session_options(threads: int, arena: bool) -> ort.SessionOptions:
     return options
 
 
-def read_info(path: Path) -> dict:
+def read_info(path: Path) -> dict[str, Any]:
     """The compiled file's own description, checked for the parts serving needs,
     without loading the graph."""
     try:
@@ -83,7 +86,7 @@ def read_info(path: Path) -> dict:
 class Model:
     """The network and its preprocessing, ready to serve; its kind is app/kinds/'s."""
 
-    def __init__(self, session: ort.InferenceSession, path: Path, info: dict) -> None:
+    def __init__(self, session: ort.InferenceSession, path: Path, info: dict[str, Any]) -> None:
         self.session = session
         self.path = path
         self.info = info
@@ -94,8 +97,8 @@ class Model:
         self._input = session.get_inputs()[0].name
         # JPEG decoding at reduced scale only where compile --fast-decode measured it; a
         # file compiled before it existed is decoded exactly, like any other.
-        self.decoding = info.get("decoding") or EXACT
-        self.draft_size = self.decoding.get("draft_size")
+        self.decoding: dict[str, Any] = info.get("decoding") or EXACT
+        self.draft_size: int | None = self.decoding.get("draft_size")
         # (width, height), or None: each image reaches the network at its own size.
         self.input_size = self.preprocessor.size
 
@@ -113,7 +116,7 @@ class Model:
     @property
     def name(self) -> str:
         """The fastai export it was compiled from, which is what people call the model."""
-        return self.info["source"]["file"]
+        return str(self.info["source"]["file"])
 
     def decode(self, data: bytes, max_pixels: int) -> Image.Image:
         """An encoded image as this model sees it (app/inference/images.py): at full size,
@@ -127,13 +130,14 @@ class Model:
     def infer(self, inputs: list[np.ndarray]) -> np.ndarray:
         """The graph's output, one row per preprocessed input. Sessions are thread-safe:
         several workers run this at once."""
-        return self.session.run(None, {self._input: np.stack(inputs)})[0]
+        output: np.ndarray = self.session.run(None, {self._input: np.stack(inputs)})[0]
+        return output
 
     def warm_up(self) -> None:
         """One run, so the first request doesn't pay for lazy initialisation."""
         self.infer([self.preprocess(Image.new("RGB", (256, 192), (127, 64, 200)))])
 
-    def metadata(self) -> dict:
+    def metadata(self) -> dict[str, Any]:
         """What /api/model says of the file: the runtime, the compiled file, its source and
         parity (the kind adds its own: app/kinds/)."""
         return {

@@ -19,7 +19,9 @@ scaling, normalisation, the activation) is in the ONNX graph.
 """
 
 import operator
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -27,7 +29,8 @@ from PIL import Image
 MODES = ("RGB", "L")
 RESIZE_METHODS = ("crop", "pad", "squish")
 # fastai's PadMode names, and the numpy.pad mode torchvision uses for each.
-PAD_MODES = {"zeros": "constant", "border": "edge", "reflection": "reflect"}
+PadMode = Literal["constant", "edge", "reflect"]
+PAD_MODES: dict[str, PadMode] = {"zeros": "constant", "border": "edge", "reflection": "reflect"}
 RESAMPLES = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -71,8 +74,8 @@ def crop_pad(
         image = image.crop(
             (max(top_left[0], 0), max(top_left[1], 0), min(right, width), min(bottom, height))
         )
-    widths = (max(-top_left[0], 0), max(-top_left[1], 0), max(right - width, 0))
-    widths += (max(bottom - height, 0),)
+    left, top = max(-top_left[0], 0), max(-top_left[1], 0)
+    widths = (left, top, max(right - width, 0), max(bottom - height, 0))
     if any(widths):
         image = _pad(image, *widths, pad_mode)
     if resize_to is not None:
@@ -90,9 +93,9 @@ def _size(value: object) -> Size:
     return (value[0], value[1])
 
 
-def _choice(step: dict, key: str, options: object) -> str:
+def _choice(step: dict[str, Any], key: str, options: Collection[str]) -> str:
     value = step.get(key)
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         raise DescriptionError(f"{step.get('op')}: {key} must be one of {list(options)}")
     return value
 
@@ -149,7 +152,7 @@ class CentreCropPad(Step):
         return crop_pad(image, self.size, self.region(image.size)[0], self.pad_mode)
 
 
-def _step(step: dict) -> Step:
+def _step(step: dict[str, Any]) -> Step:
     op = step.get("op")
     if op == "resize":
         return Resize(
@@ -184,10 +187,11 @@ class Frame:
 class Preprocessor:
     """A decoded image to the uint8 HWC array the compiled graph takes."""
 
-    def __init__(self, description: dict) -> None:
-        self.mode: str = description.get("mode")
-        if self.mode not in MODES:
+    def __init__(self, description: dict[str, Any]) -> None:
+        mode = description.get("mode")
+        if not isinstance(mode, str) or mode not in MODES:
             raise DescriptionError(f"image mode must be one of {list(MODES)}")
+        self.mode = mode
         steps = description.get("steps") or []
         self._steps = [_step(step) for step in steps]
         # Every step ends at its own size, so the last one fixes the model's input; a
@@ -200,9 +204,9 @@ class Preprocessor:
         """Where the model's input lies in a photo of this size: the steps' regions, composed."""
         offset, scale, size = (0.0, 0.0), (1.0, 1.0), photo
         for step in self._steps:
-            top_left, region = step.region(size)
-            offset = tuple(o + k * t for o, k, t in zip(offset, scale, top_left, strict=True))
-            scale = tuple(k * r / s for k, r, s in zip(scale, region, step.size, strict=True))
+            (left, top), (width, height) = step.region(size)
+            offset = (offset[0] + scale[0] * left, offset[1] + scale[1] * top)
+            scale = (scale[0] * width / step.size[0], scale[1] * height / step.size[1])
             size = step.size
         return Frame(offset, scale, photo, size)
 

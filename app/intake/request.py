@@ -8,6 +8,7 @@ mid-upload surfaces as Starlette's ClientDisconnect (app/http/handlers.py: 499).
 import base64
 import binascii
 import json
+from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -26,7 +27,7 @@ def decode_base64(text: str) -> bytes:
         raise ApiError("invalid_base64", "The `image` field is not valid base64.") from None
 
 
-async def _json_body(request: Request) -> dict:
+async def _json_body(request: Request) -> dict[str, Any]:
     body = await request.body()
     try:
         data = json.loads(body)
@@ -93,9 +94,9 @@ async def single_source(request: Request) -> str | bytes:
         upload = form.get("file")
         if isinstance(upload, UploadFile) and (upload.filename or upload.size):
             return await upload.read()
-        url = form.get("url")
-        if isinstance(url, str) and url.strip():
-            return url
+        named = form.get("url")
+        if isinstance(named, str) and named.strip():
+            return named
         raise ApiError("no_image", 'Send an image file in the "file" field, or a "url".')
     raise ApiError(
         "unsupported_content_type",
@@ -123,7 +124,7 @@ async def batch_sources(request: Request, limit: int) -> list[object]:
         return list(items)
     if kind == "multipart/form-data":
         form = await _form(request, max_files=limit + 1)
-        values = [v for k, v in form.multi_items() if k in ("file", "url")]
+        values: list[object] = [v for k, v in form.multi_items() if k in ("file", "url")]
         if not values:
             raise ApiError("no_image", 'Send image files in "file" fields, or "url" fields.')
         if len(values) > limit:

@@ -9,6 +9,7 @@ and closes the connection. Bodies are bounded in the app (app/limits/body.py).
 
 import asyncio
 import json
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -22,7 +23,9 @@ class HeadersTooLarge(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(self, *args: object, max_header_bytes: int, header_timeout_s: float, **kwargs):
+    def __init__(
+        self, *args: Any, max_header_bytes: int, header_timeout_s: float, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_header_bytes = max_header_bytes
         self.header_timeout_s = header_timeout_s

@@ -74,5 +74,5 @@ def route_of(scope: Scope) -> str:
     route = scope.get("route")
     if route is None or isinstance(route, Mount):
         return "unmatched"
-    mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
-    return mounted + route.path
+    mounted: str = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return mounted + str(route.path)

@@ -9,6 +9,7 @@ records still flow through the logging module.
 """
 
 import logging
+from typing import Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # What every LogRecord has; anything else on a record came in `extra` and is shown.
@@ -27,7 +28,7 @@ class Readable(logging.Formatter):
         return " ".join([line, *extras])
 
 
-def logging_config(level: str, json: bool = True) -> dict:
+def logging_config(level: str, json: bool = True) -> dict[str, Any]:
     """A dictConfig for the app and uvicorn: JSON lines, or readable ones, on stderr."""
     formatter = "json" if json else "text"
     handler = {

@@ -65,7 +65,7 @@ class Asked:
     """What a request carries and asks for."""
 
     images: list[bytes]
-    outputs: dict[str, tuple[bool, dict]]  # name -> (binary?, the kind's parameters)
+    outputs: dict[str, tuple[bool, dict[str, Any]]]  # name -> (binary?, the kind's parameters)
     id: str | None
 
 
@@ -130,7 +130,7 @@ def _images(header: InferenceRequest, binary: bytes, max_items: int) -> list[byt
     return images
 
 
-def _outputs(header: InferenceRequest, names: list[str]) -> dict[str, tuple[bool, dict]]:
+def _outputs(header: InferenceRequest, names: list[str]) -> dict[str, tuple[bool, dict[str, Any]]]:
     """The outputs to send: all the kind's unless the request names some."""
     every_binary = header.parameters.binary_data_output
     if header.outputs is None:
