@@ -10,9 +10,12 @@ Its steps, each with one name in the code, the docs and the metrics:
   admission slot.
 - **answer**: the model's kind turns that output into the answer (app/kinds/), with the
   request's options (`top_k`), which the kind reads and checks once for every surface.
+  A kind whose answers draw images (`Kind.draws_images`: a mask) draws them in the prep
+  pool, off the event loop, as decoding is; the API holds the admission slot until then.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +25,8 @@ from app.intake.fetch import Fetcher
 from app.kinds import Kind, kind_of
 from app.limits.budget import Reservation
 from app.settings import Settings
+
+T = TypeVar("T")
 
 
 class Pipeline:
@@ -67,7 +72,20 @@ class Pipeline:
 
     async def answer(self, data: bytes, options: dict) -> dict:
         """Predict, and the kind's answer: what the API and the CLI give."""
-        return self.kind.answer(await self.predict(data), options)
+        return await self.draw(self.kind.answer, await self.predict(data), options)
+
+    async def draw(self, work: Callable[..., T], *args: object) -> T:
+        """Work on predictions that may draw images: in the prep pool for a kind that
+        draws them (`Kind.draws_images`: a 12 MP photo's mask takes about 66 ms), here
+        otherwise (a classifier's answer takes microseconds: not worth queueing behind
+        decodes)."""
+        if self.kind.draws_images:
+            return await self.predictor.run(work, *args)
+        return work(*args)
+
+    async def offload(self, work: Callable[..., T], *args: object) -> T:
+        """Other CPU work on an image (the page's copy of the photo), in the prep pool."""
+        return await self.predictor.run(work, *args)
 
     def describe(self) -> dict:
         """What /api/model says: the compiled file, and the kind's own."""

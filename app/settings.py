@@ -225,9 +225,10 @@ SETTINGS = (
     Setting("microbatch_max_wait_ms", "MICROBATCH_MAX_WAIT_MS", Number(float, 0, 1000), "0",
             "how long a batch may wait for more requests (a lone request never waits)"),
     Setting("max_in_flight", "MAX_IN_FLIGHT", Number(int, 1, 10_000), "16",
-            "prediction requests decoded and run at once (bodies and URLs are received before)"),
+            "images decoded and predicted at once, a slot each (a request with more takes them "
+            "all and runs that many at a time); bodies and URLs are received before"),
     Setting("max_queue", "MAX_QUEUE", Number(int, 0, 100_000), "64",
-            "prediction requests waiting for a slot; past that, 503 at once"),
+            "prediction requests waiting for their slots; past that, 503 at once"),
     Setting("queue_timeout_s", "QUEUE_TIMEOUT", Number(float, 0.1, 600), "10",
             "seconds a request may wait for a slot before a 503 (under Heroku's 30 s)"),
     Setting("graceful_timeout_s", "GRACEFUL_TIMEOUT", Number(float, 0, 600), "8",

@@ -6,6 +6,7 @@ default model; admission, the upload budget and the kinds are plain objects.
 """
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -16,10 +17,11 @@ from uvicorn.server import ServerState
 from app.errors import ApiError, Overloaded
 from app.inference.model import Model
 from app.inference.predictor import Predictor
-from app.kinds import Prediction, kind_of
+from app.kinds import Prediction, Tensor, kind_of
 from app.limits.admission import Admission
 from app.limits.budget import UploadBudget
 from app.limits.headers import BoundedHttpToolsProtocol
+from app.protocols.open_inference import _encode
 from tests.helpers import CAT, CAT_CLASSES, COMPILED
 
 pytestmark = pytest.mark.unit
@@ -115,6 +117,92 @@ def test_admission_sheds_when_full_and_when_draining() -> None:
 
     assert asyncio.run(run()) == ["overloaded", "shutting_down"]
     assert len(waits) == 1 and waits[0] >= 0
+
+
+def test_admission_holds_a_slot_an_image_in_order_of_arrival() -> None:
+    """A request takes a slot for each image; one with more images than there are slots
+    takes them all and runs that many at a time (no deadlock); waiting requests are
+    served in order, so a big one is not starved by a small one behind it; a request
+    that gives up waiting leaves the slots as they were."""
+    running, peak, order = 0, 0, []
+
+    async def image(_: int) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    async def predict(admission: Admission, name: str, images: int) -> None:
+        async with admission.admit(images) as slots:
+            order.append((name, admission.in_flight))
+            await slots.map(image, range(images))
+
+    async def run() -> tuple[int, int, list[str]]:
+        admission = Admission(max_in_flight=2, max_queue=2, queue_timeout_s=5)
+        codes = []
+        async with admission.admit(1):
+            big = asyncio.create_task(predict(admission, "big", 5))  # wants both slots
+            await asyncio.sleep(0)
+            small = asyncio.create_task(predict(admission, "small", 1))  # one is free
+            await asyncio.sleep(0)
+            waiting = admission.waiting
+            try:
+                async with admission.admit(1):
+                    pass
+            except Overloaded as exc:  # the queue is full
+                codes.append(exc.code)
+        await asyncio.gather(big, small)
+        admission.queue_timeout_s = 0.05
+        async with admission.admit(2):
+            try:
+                async with admission.admit(1):
+                    pass
+            except Overloaded as exc:
+                codes.append(exc.code)
+        async with admission.admit(2):
+            codes.append(admission.in_flight)
+        return waiting, admission.in_flight, codes
+
+    assert asyncio.run(run()) == (2, 0, ["overloaded", "queue_timeout", 2])
+    assert order == [("big", 2), ("small", 1)] and peak == 2
+
+
+def test_a_mask_is_drawn_once_for_every_output_made_from_it() -> None:
+    """/v2's mask, mask_png and areas of two photos: two masks drawn, not six."""
+    resize = {"op": "resize", "size": [8, 8], "method": "squish"}
+    resize |= {"pad_mode": "zeros", "resample": "bilinear"}
+    info = {
+        "kind": "segmentation",
+        "classes": ["a", "b"],
+        "output": {"shape": [2, 8, 8]},
+        "preprocessing": {"mode": "RGB", "size": [8, 8], "steps": [resize]},
+    }
+    kind = kind_of(info, {"max_mask_pixels": 1e6})
+    drawn, mask = [], kind.mask
+    kind.mask = lambda prediction: drawn.append(prediction) or mask(prediction)
+    outputs = np.random.default_rng(0).random((2, 2, 8, 8)).astype(np.float32)
+    predictions = [Prediction(output, (40, 30), (40, 30)) for output in outputs]
+    tensors = kind.tensors({"mask": {}, "mask_png": {}, "areas": {}}, predictions)
+    assert [(t.name, t.shape) for t in tensors] == [
+        ("mask", [2, 30, 40]),
+        ("mask_png", [2]),
+        ("areas", [2, 2]),
+    ]
+    assert len(drawn) == 2
+
+
+def test_a_uint8_tensor_is_written_as_the_json_of_its_values() -> None:
+    """/v2 writes a mask's JSON with numpy (app/protocols/open_inference.py): every byte
+    value as json.dumps would write it, in order."""
+    array = np.arange(256, dtype=np.uint8)[::-1].reshape(2, 8, 16)
+    entry, raw = _encode(Tensor("mask", "UINT8", [2, 8, 16], array), binary=False)
+    assert raw == b"" and json.loads(entry) == {
+        "name": "mask",
+        "datatype": "UINT8",
+        "shape": [2, 8, 16],
+        "data": list(range(255, -1, -1)),
+    }
 
 
 def test_the_upload_budget_counts_bytes_and_gives_them_back() -> None:

@@ -7,6 +7,8 @@ result's fragment (app/http/pages.py); a program gets JSON.
 
 import asyncio
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from starlette.datastructures import UploadFile
 from starlette.endpoints import HTTPEndpoint
@@ -14,10 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.errors import ApiError
-from app.http.pages import render_answer, wants_html
+from app.http.pages import page_photo, render_page, wants_html
 from app.intake.request import batch_sources, single_source, source_from_form, source_from_json
 from app.limits.disconnect import until_disconnect
 from app.services import Services
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 def elapsed_ms(started: float) -> float:
@@ -41,18 +46,31 @@ class Predict(HTTPEndpoint):
         pipeline = services.pipeline
         options = pipeline.options(request.query_params)
         source = await single_source(request)
+        html = wants_html(request)
 
-        async def answer() -> tuple[dict, bytes]:
+        async def answer() -> tuple[dict, str | None]:
             data = await pipeline.fetch(source, request.state.reservation)
-            async with services.admission.admit():  # decoding and inference only
-                return await pipeline.answer(data, options), data
+            async with services.admission.admit():  # decoding, inference, drawing
+                if html:
+                    return await both(pipeline.answer(data, options), page_photo(services, data))
+                return await pipeline.answer(data, options), None
 
-        result, data = await until_disconnect(request, answer())
+        result, photo = await until_disconnect(request, answer())
         result["model"] = pipeline.model.name
         result["elapsed_ms"] = elapsed_ms(started)
-        if wants_html(request):
-            return render_answer(request, result, data)
+        if html:
+            return render_page(request, result=result, photo=photo)
         return JSONResponse(result)
+
+
+async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both at once, both finished before this returns (so no work outlives the slot it
+    ran under), the first error raised."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results[0], results[1]
 
 
 async def predict_batch(request: Request) -> JSONResponse:
@@ -72,8 +90,9 @@ async def predict_batch(request: Request) -> JSONResponse:
 
 
 async def _answer_batch(request: Request, items: list, options: dict) -> list[dict]:
-    """Every item's bytes first (fetched at once, no slot held), then every prediction
-    under one slot. Each item fails alone, with its own error."""
+    """Every item's bytes first (fetched at once, no slot held), then every prediction,
+    holding a slot for each image (app/limits/admission.py). Each item fails alone, with
+    its own error."""
     services: Services = request.state.services
     pipeline = services.pipeline
 
@@ -87,17 +106,20 @@ async def _answer_batch(request: Request, items: list, options: dict) -> list[di
         except ApiError as exc:
             return exc
 
-    async def answer(data: bytes | ApiError) -> dict:
+    async def answer(data: bytes) -> dict:
         try:
-            if isinstance(data, ApiError):
-                raise data
             return await pipeline.answer(data, options)
         except ApiError as exc:
             return exc.body()
 
     fetched = await asyncio.gather(*(fetch(item) for item in items))
-    async with services.admission.admit():
-        return list(await asyncio.gather(*(answer(data) for data in fetched)))
+    images = [data for data in fetched if isinstance(data, bytes)]
+    answers = []
+    if images:
+        async with services.admission.admit(len(images)) as slots:
+            answers = await slots.map(answer, images)
+    ordered = iter(answers)
+    return [data.body() if isinstance(data, ApiError) else next(ordered) for data in fetched]
 
 
 async def model_info(request: Request) -> JSONResponse:

@@ -96,13 +96,13 @@ def render_page(
     )
 
 
-def render_answer(request: Request, result: dict, data: bytes) -> HTMLResponse:
-    """The page with an answer; a kind that draws on the photo gets a copy of it to draw on."""
-    services: Services = request.state.services
-    photo = None
-    if services.pipeline.kind.draws_on_photo:
-        photo = thumbnail(data, services.settings.max_image_pixels)
-    return render_page(request, result=result, photo=photo)
+async def page_photo(services: Services, data: bytes) -> str | None:
+    """The copy of the photo the page draws a kind's answer on, when the kind draws on
+    the photo: decoded again, in the prep pool (a 49 MP PNG takes most of a second), by
+    the caller holding the request's admission slot."""
+    if not services.pipeline.kind.draws_on_photo:
+        return None
+    return await services.pipeline.offload(thumbnail, data, services.settings.max_image_pixels)
 
 
 def thumbnail(data: bytes, max_pixels: int, side: int = THUMBNAIL) -> str:

@@ -1,10 +1,11 @@
 """Predicting: decode, preprocess and infer, off the event loop, batching what arrives together.
 
 Decoding and preprocessing run in a thread pool (Pillow, numpy and ONNX Runtime
-release the GIL), so they overlap with inference. Inference runs on its own workers (threads),
-each taking what is queued when it comes free as one batch, up to a maximum: a
-lone request never waits. The event loop only moves futures around, so /healthz
-answers while predictions run.
+release the GIL), so they overlap with inference; so does the other work on an image
+that a request asks for (`run`: a mask drawn, the page's copy of the photo).
+Inference runs on its own workers (threads), each taking what is queued when it comes
+free as one batch, up to a maximum: a lone request never waits. The event loop only
+moves futures around, so /healthz answers while predictions run.
 
 On a small CPU, independent single-threaded workers beat one multi-threaded
 run, and batching doesn't lower ONNX Runtime's cost per image
@@ -16,6 +17,7 @@ settings.
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from app.settings import Settings
 
 # Told of each forward pass: its seconds and its batch's size (the metrics, app/ops/).
 Observer = Callable[[float, int], None]
+T = TypeVar("T")
 
 
 class Predictor:
@@ -87,6 +90,11 @@ class Predictor:
         result: asyncio.Future[np.ndarray] = loop.create_future()
         self._queue.put_nowait((tensor, result))
         return Prediction(await result, *sizes)
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        """Other CPU work on an image, in decoding's pool, off the event loop: drawing a
+        mask, the page's copy of a photo (a 49 MP PNG takes most of a second to decode)."""
+        return await asyncio.get_running_loop().run_in_executor(self._prep, work, *args)
 
     def _decode_and_preprocess(self, data: bytes) -> tuple[np.ndarray, tuple]:
         image = self.model.decode(data, self._max_pixels)

@@ -47,6 +47,9 @@ class Kind:
     parameters: ClassVar[list[dict]] = []
     # Whether the page draws the answer on the photo (it then carries a copy of it).
     draws_on_photo: ClassVar[bool] = False
+    # Whether answering draws an image (a mask): tens of milliseconds for a big photo,
+    # so the pipeline runs `answer` and `tensors` in the prep pool, off the event loop.
+    draws_images: ClassVar[bool] = False
 
     def __init__(self, info: dict, defaults: Mapping[str, float]) -> None:
         """`defaults`: the server's settings the kinds read (TOP_K, MAX_MASK_MEGAPIXELS)."""
@@ -92,6 +95,11 @@ class Kind:
         """One Open Inference Protocol output for a batch's predictions; ValueError with a
         message for the client when `parameters` can't be met."""
         raise NotImplementedError
+
+    def tensors(self, requested: Mapping[str, dict], predictions: list[Prediction]) -> list[Tensor]:
+        """The outputs a request asks for (name: its parameters), in its order. A kind
+        whose outputs share work (a mask) does it once here, for all of them."""
+        return [self.tensor(name, predictions, params) for name, params in requested.items()]
 
     def describe(self) -> dict:
         """What /api/model says of the kind."""

@@ -13,6 +13,7 @@ aspect ratio) past it, so one request's mask can't take more memory than that.
 
 import base64
 import io
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -42,6 +43,7 @@ AGREEMENT = 0.999  # of a mask's pixels: ties between classes aside, the same cl
 class Segmentation(Kind):
     name = "segmentation"
     draws_on_photo = True
+    draws_images = True
     parameters: ClassVar[list[dict]] = [MASK_OPTION]
     schemas: ClassVar[dict[str, dict]] = {
         "SegmentationResult": {
@@ -148,7 +150,13 @@ class Segmentation(Kind):
         ]
 
     def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
-        masks = [self.mask(p) for p in predictions]
+        return self.tensors({name: parameters}, predictions)[0]
+
+    def tensors(self, requested: Mapping[str, dict], predictions: list[Prediction]) -> list[Tensor]:
+        masks = [self.mask(p) for p in predictions]  # once, for every output asked for
+        return [self._tensor(name, masks) for name in requested]
+
+    def _tensor(self, name: str, masks: list[np.ndarray]) -> Tensor:
         if name == MASK_PNG:
             return Tensor(name, "BYTES", [len(masks)], [self.png(m) for m in masks])
         if name == AREAS:

@@ -40,10 +40,12 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "pounce_predictions_in_flight", "Prediction requests holding a slot.", registry=r
+            "pounce_predictions_in_flight",
+            "Images holding a prediction slot (a request holds one an image).",
+            registry=r,
         )
         self.queued = Gauge(
-            "pounce_predictions_queued", "Prediction requests waiting for a slot.", registry=r
+            "pounce_predictions_queued", "Prediction requests waiting for their slots.", registry=r
         )
         self.upload_buffer = Gauge(
             "pounce_upload_buffer_bytes",

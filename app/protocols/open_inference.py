@@ -9,13 +9,12 @@ little-endian length and its bytes). The outputs are the model's kind's
 (app/kinds/: a classifier's `probabilities`, FP32 [N, classes], and `labels`,
 BYTES [N, k], the top k, k from the output's `classification` parameter), each
 in JSON or binary as the request asks. The images go through the same path as
-the API's (app/pipeline.py), inside the same admission slot, cancelled if the
-client hangs up; body limits and metrics are the middleware's, as for every
-route. This module owns its routes and its errors' shape, `{"error": "..."}`:
+the API's (app/pipeline.py), holding a slot an image as the API's batch does,
+cancelled if the client hangs up; body limits and metrics are the middleware's, as
+for every route. This module owns its routes and its errors' shape, `{"error": "..."}`:
 `routes` are the route table's (app/main.py).
 """
 
-import asyncio
 import base64
 import json
 import struct
@@ -31,7 +30,7 @@ from starlette.routing import Mount, Route
 from app.errors import ApiError
 from app.http.api import elapsed_ms
 from app.http.handlers import Unexpected, exception_handlers
-from app.kinds import Tensor
+from app.kinds import Kind, Prediction, Tensor
 from app.limits.disconnect import until_disconnect
 from app.protocols.inference_request import HEADER_LENGTH, INPUT, invalid, read
 from app.services import Services
@@ -89,19 +88,54 @@ async def model_ready(request: Request) -> JSONResponse:
     return JSONResponse({"name": services.settings.model_name, "ready": True})
 
 
-def _encode(tensor: Tensor, binary: bool) -> tuple[dict, bytes]:
-    """An output as JSON, or as its header entry and binary data."""
+# Each byte's value as JSON text and a comma, padded with NULs to 4 bytes: a UINT8
+# tensor (a mask) is written as JSON by numpy, which lets go of the GIL.
+DIGITS = np.frombuffer(
+    b"".join(f"{i},".encode().ljust(4, b"\0") for i in range(256)), np.uint8
+).reshape(256, 4)
+
+
+def _json_data(tensor: Tensor) -> bytes:
+    """A tensor's elements, flattened, as JSON text. A 4 MP mask is 12 MB of it: 65 ms
+    in numpy, where a list through json.dumps holds the GIL (and so the event loop) 300."""
+    if tensor.datatype == "BYTES":  # str elements as they are, bytes ones as base64
+        items = [b if isinstance(b, str) else base64.b64encode(b).decode() for b in tensor.data]
+        return json.dumps(items).encode()
+    array = np.asarray(tensor.data)
+    if array.dtype == np.uint8:
+        chars = DIGITS[array.ravel()].ravel()
+        return b"[" + chars[chars != 0].tobytes()[:-1] + b"]"
+    return json.dumps(array.ravel().tolist()).encode()
+
+
+def _encode(tensor: Tensor, binary: bool) -> tuple[bytes, bytes]:
+    """An output's entry in the response's JSON, as JSON text, with its data in it, or
+    with its binary data apart."""
     entry = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
-    if tensor.datatype == "BYTES":  # str elements as UTF-8; bytes ones, in JSON, as base64
+    if not binary:
+        return json.dumps(entry).encode()[:-1] + b', "data": ' + _json_data(tensor) + b"}", b""
+    if tensor.datatype == "BYTES":  # each element as a 4-byte length and its bytes (str: UTF-8)
         items = [b if isinstance(b, bytes) else b.encode() for b in tensor.data]
         raw = b"".join(struct.pack("<I", len(b)) + b for b in items)
-        flat = [b if isinstance(b, str) else base64.b64encode(b).decode() for b in tensor.data]
     else:
-        array = np.asarray(tensor.data)
-        raw, flat = array.tobytes(), array.ravel().tolist()
-    if binary:
-        return {**entry, "parameters": {"binary_data_size": len(raw)}}, raw
-    return {**entry, "data": flat}, b""
+        raw = np.asarray(tensor.data).tobytes()
+    entry["parameters"] = {"binary_data_size": len(raw)}
+    return json.dumps(entry).encode(), raw
+
+
+def _render(
+    kind: Kind, rows: list[Prediction], outputs: dict[str, tuple[bool, dict]]
+) -> tuple[list[bytes], list[bytes]]:
+    """The outputs asked for, encoded: drawn together, so a mask is drawn once however
+    many outputs are made from it (the pipeline runs this in the prep pool for a kind
+    that draws)."""
+    try:
+        tensors = kind.tensors({name: params for name, (_, params) in outputs.items()}, rows)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    binary = [binary for binary, _ in outputs.values()]
+    encoded = [_encode(tensor, out) for tensor, out in zip(tensors, binary, strict=True)]
+    return [entry for entry, _ in encoded], [raw for _, raw in encoded]
 
 
 async def infer(request: Request) -> Response:
@@ -117,38 +151,27 @@ async def infer(request: Request) -> Response:
     )
     images, outputs = asked.images, asked.outputs
 
-    async def predict() -> list:
-        async with services.admission.admit():  # every image at once, as the API's batch
-            return await asyncio.gather(
-                *(pipeline.predict(data) for data in images), return_exceptions=True
-            )
+    async def predict() -> tuple[list[bytes], list[bytes]]:
+        async with services.admission.admit(len(images)) as slots:  # a slot an image
+            rows = await slots.map(pipeline.predict, images, return_exceptions=True)
+            for index, row in enumerate(rows):
+                if isinstance(row, ApiError):
+                    raise invalid(f"{INPUT!r} element {index}: {row.message}")
+                if isinstance(row, BaseException):
+                    raise row
+            return await pipeline.draw(_render, pipeline.kind, rows, outputs)
 
-    rows = await until_disconnect(request, predict())
-    for index, row in enumerate(rows):
-        if isinstance(row, ApiError):
-            raise invalid(f"{INPUT!r} element {index}: {row.message}")
-        if isinstance(row, BaseException):
-            raise row
-    entries, blobs = [], []
-    for name, (binary_out, parameters) in outputs.items():
-        try:
-            tensor = pipeline.kind.tensor(name, rows, parameters)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-        entry, raw = _encode(tensor, binary_out)
-        entries.append(entry)
-        blobs.append(raw)
+    entries, blobs = await until_disconnect(request, predict())
     body = {
         "model_name": services.settings.model_name,
         "model_version": VERSION,
-        "outputs": entries,
         "parameters": {"elapsed_ms": elapsed_ms(started)},
     }
     if asked.id is not None:
         body["id"] = asked.id
+    head = json.dumps(body).encode()[:-1] + b', "outputs": [' + b", ".join(entries) + b"]}"
     if not any(blobs):
-        return JSONResponse(body)
-    head = json.dumps(body).encode()
+        return Response(head, media_type="application/json")
     return Response(
         head + b"".join(blobs),
         media_type="application/octet-stream",
