@@ -15,14 +15,12 @@ Its steps, each with one name in the code, the docs and the metrics:
 """
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
-
-import numpy as np
+from typing import Any, TypeVar
 
 from app.inference.model import Model
 from app.inference.predictor import Observer, Predictor
 from app.intake.fetch import Fetcher
-from app.kinds import Kind, kind_of
+from app.kinds import Kind, Prediction, kind_of
 from app.limits.budget import Reservation
 from app.settings import Settings
 
@@ -56,7 +54,7 @@ class Pipeline:
         await self.fetcher.close()
         await self.predictor.stop()
 
-    def options(self, query: Mapping[str, str]) -> dict:
+    def options(self, query: Mapping[str, str]) -> dict[str, Any]:
         """The request's options (a query string, or the CLI's flags), checked by the kind."""
         return self.kind.options(query)
 
@@ -66,11 +64,11 @@ class Pipeline:
             return source
         return await self.fetcher.fetch(source, reservation)
 
-    async def predict(self, data: bytes) -> np.ndarray:
-        """Decode, preprocess and infer one image: the graph's output."""
+    async def predict(self, data: bytes) -> Prediction:
+        """Decode, preprocess and infer one image: the graph's output, and the photo's frame."""
         return await self.predictor.predict(data)
 
-    async def answer(self, data: bytes, options: dict) -> dict:
+    async def answer(self, data: bytes, options: dict[str, Any]) -> dict[str, Any]:
         """Predict, and the kind's answer: what the API and the CLI give."""
         return await self.draw(self.kind.answer, await self.predict(data), options)
 
@@ -87,6 +85,6 @@ class Pipeline:
         """Other CPU work on an image (the page's copy of the photo), in the prep pool."""
         return await self.predictor.run(work, *args)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """What /api/model says: the compiled file, and the kind's own."""
         return {**self.model.metadata(), **self.kind.describe()}

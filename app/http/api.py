@@ -8,7 +8,7 @@ result's fragment (app/http/pages.py); a program gets JSON.
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.datastructures import UploadFile
 from starlette.endpoints import HTTPEndpoint
@@ -48,7 +48,7 @@ class Predict(HTTPEndpoint):
         source = await single_source(request)
         html = wants_html(request)
 
-        async def answer() -> tuple[dict, str | None]:
+        async def answer() -> tuple[dict[str, Any], str | None]:
             data = await pipeline.fetch(source, request.state.reservation)
             async with services.admission.admit():  # decoding, inference, drawing
                 if html:
@@ -66,11 +66,12 @@ class Predict(HTTPEndpoint):
 async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
     """Both at once, both finished before this returns (so no work outlives the slot it
     ran under), the first error raised."""
-    results = await asyncio.gather(first, second, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results[0], results[1]
+    one, two = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(one, BaseException):
+        raise one
+    if isinstance(two, BaseException):
+        raise two
+    return one, two
 
 
 async def predict_batch(request: Request) -> JSONResponse:
@@ -89,7 +90,9 @@ async def predict_batch(request: Request) -> JSONResponse:
     )
 
 
-async def _answer_batch(request: Request, items: list, options: dict) -> list[dict]:
+async def _answer_batch(
+    request: Request, items: list[object], options: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Every item's bytes first (fetched at once, no slot held), then every prediction,
     holding a slot for each image (app/limits/admission.py). Each item fails alone, with
     its own error."""
@@ -106,7 +109,7 @@ async def _answer_batch(request: Request, items: list, options: dict) -> list[di
         except ApiError as exc:
             return exc
 
-    async def answer(data: bytes) -> dict:
+    async def answer(data: bytes) -> dict[str, Any]:
         try:
             return await pipeline.answer(data, options)
         except ApiError as exc:

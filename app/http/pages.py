@@ -16,8 +16,10 @@ in an https page is mixed content the browser blocks. A path needs no such trust
 
 import base64
 import io
+from typing import Any
 
 import jinja2
+from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
@@ -29,14 +31,14 @@ from app.settings import ROOT
 
 
 @jinja2.pass_context
-def url_path_for(context: dict, name: str, /, **path_params: object) -> str:
+def url_path_for(context: Context, name: str, /, **path_params: object) -> str:
     """A route's path (under the app's root path), without scheme or host, so the
     browser resolves it against the page's own scheme and host."""
-    return context["request"].url_for(name, **path_params).path
+    return str(context["request"].url_for(name, **path_params).path)
 
 
 @jinja2.pass_context
-def absolute_url_for(context: dict, name: str, /, **path_params: object) -> str:
+def absolute_url_for(context: Context, name: str, /, **path_params: object) -> str:
     """A route's whole URL as the server sees it, for text a reader copies (the code
     samples), never for something the page loads: static/app.js puts the browser's own
     in its place."""
@@ -71,7 +73,7 @@ def wants_html(request: Request) -> bool:
 def render_page(
     request: Request,
     *,
-    result: dict | None = None,
+    result: dict[str, Any] | None = None,
     error: ApiError | None = None,
     photo: str | None = None,
     status_code: int = 200,

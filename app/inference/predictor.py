@@ -17,7 +17,7 @@ settings.
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -54,8 +54,8 @@ class Predictor:
         self._observe = observe
         self._workers = workers
         self._infer = ThreadPoolExecutor(workers, thread_name_prefix="infer")
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
-        self._tasks: list[asyncio.Task] = []
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[Any]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_settings(
@@ -96,7 +96,9 @@ class Predictor:
         mask, the page's copy of a photo (a 49 MP PNG takes most of a second to decode)."""
         return await asyncio.get_running_loop().run_in_executor(self._prep, work, *args)
 
-    def _decode_and_preprocess(self, data: bytes) -> tuple[np.ndarray, tuple]:
+    def _decode_and_preprocess(
+        self, data: bytes
+    ) -> tuple[np.ndarray, tuple[tuple[int, int], tuple[int, int]]]:
         image = self.model.decode(data, self._max_pixels)
         return self.model.preprocess(image), (image.info["photo_size"], image.size)
 

@@ -16,7 +16,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.errors import Overloaded
 from app.settings import Settings
@@ -38,7 +38,7 @@ class Slots:
         items: Iterable[T],
         *,
         return_exceptions: bool = False,
-    ) -> list:
+    ) -> list[Any]:
         """`work` on every item, at most `count` at once, each result in its item's place
         (an exception too, with `return_exceptions`, as asyncio.gather gives it)."""
 

@@ -19,6 +19,7 @@ import base64
 import json
 import struct
 import time
+from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
@@ -104,14 +105,18 @@ def _json_data(tensor: Tensor) -> bytes:
     array = np.asarray(tensor.data)
     if array.dtype == np.uint8:
         chars = DIGITS[array.ravel()].ravel()
-        return b"[" + chars[chars != 0].tobytes()[:-1] + b"]"
+        return b"[" + bytes(chars[chars != 0].tobytes())[:-1] + b"]"
     return json.dumps(array.ravel().tolist()).encode()
 
 
 def _encode(tensor: Tensor, binary: bool) -> tuple[bytes, bytes]:
     """An output's entry in the response's JSON, as JSON text, with its data in it, or
     with its binary data apart."""
-    entry = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+    entry: dict[str, Any] = {
+        "name": tensor.name,
+        "datatype": tensor.datatype,
+        "shape": tensor.shape,
+    }
     if not binary:
         return json.dumps(entry).encode()[:-1] + b', "data": ' + _json_data(tensor) + b"}", b""
     if tensor.datatype == "BYTES":  # each element as a 4-byte length and its bytes (str: UTF-8)
@@ -124,7 +129,7 @@ def _encode(tensor: Tensor, binary: bool) -> tuple[bytes, bytes]:
 
 
 def _render(
-    kind: Kind, rows: list[Prediction], outputs: dict[str, tuple[bool, dict]]
+    kind: Kind, rows: list[Prediction], outputs: dict[str, tuple[bool, dict[str, Any]]]
 ) -> tuple[list[bytes], list[bytes]]:
     """The outputs asked for, encoded: drawn together, so a mask is drawn once however
     many outputs are made from it (the pipeline runs this in the prep pool for a kind
