@@ -71,7 +71,7 @@ def lifespan(
         trimmer = asyncio.create_task(trim_periodically())
         info = {"name": settings.model_name, **pipeline.describe()}
         services = Services(settings, metrics, budget, pipeline, admission, info)
-        metrics.watch(admission, budget, info)
+        metrics.watch(admission, budget, info, pipeline.kind)
         drain_on_sigterm(admission)
         logger.info("serving %s (%s) with %s", model.name, info["kind"], info["runtime"]["name"])
         try:

@@ -7,15 +7,11 @@ regression (`RegressionBlock`: the values); keypoints (`PointBlock`: points, whi
 fastai's PointScaler gives in -1..1 of the model's input); and segmentation
 (`MaskBlock`, `unet_learner`: a class per pixel). The kind is read from the target
 pipeline's transforms, by exact class name, and from the loss function; anything
-else is refused in one line that says what it is and what Pounce compiles. Each
-kind's served side is app/kinds/; DECISIONS here is fastai's side of what
-`learn.predict` decodes, which compiling's parity check holds the served one to.
+else is refused in one line that says what it is and what Pounce compiles. The rest of
+what a kind means, fastai's decoding included (`from_fastai`, which compiling's parity
+check holds the served one to), is its module in app/kinds/.
 """
 
-from collections.abc import Callable
-
-import numpy as np
-import torch
 from fastai.data.transforms import Categorize, ColReader, MultiCategorize
 from fastai.learner import Learner
 from fastai.losses import BCEWithLogitsLossFlat
@@ -144,37 +140,3 @@ def check_frame(kind: dict, translation: object, output: list[int]) -> None:
             f"transforms give {size[0]}x{size[1]}, the network {output[2]}x{output[1]}): "
             "Pounce maps masks back through the item transforms; resize there instead"
         )
-
-
-def summary(kind: dict, output: list[int]) -> str:
-    """The kind in a few words, for the compile's first line."""
-    if "labels" in kind:
-        threshold = "" if kind["threshold"] is None else f", threshold {kind['threshold']:g}"
-        return f"{kind['kind']} with {len(kind['labels'])} classes{threshold}"
-    if kind["kind"] == "segmentation":
-        return f"segmentation into {output[0]} classes"
-    if kind["kind"] == "keypoints":
-        return f"keypoints, {output[0] // 2} a picture"
-    return f"regression of {output[0]} value(s)"
-
-
-def _mask(decoded: torch.Tensor, output: np.ndarray) -> np.ndarray:
-    return decoded.numpy().astype(np.int64)
-
-
-# What learn.predict decoded, in the form the served kind decides it (app/kinds/), which
-# the kind's `agrees` compares: the labels' indices a classifier gives, a mask's class
-# ids, and for regression values and points the numbers themselves.
-DECISIONS: dict[str, Callable[[torch.Tensor, np.ndarray], object]] = {
-    "single-label": lambda decoded, output: frozenset({int(output.argmax())}),
-    "multi-label": lambda decoded, output: frozenset(
-        int(i) for i in np.flatnonzero(decoded.numpy())
-    ),
-    "regression": lambda decoded, output: np.ravel(output),
-    "keypoints": lambda decoded, output: np.ravel(output),
-    "segmentation": _mask,
-}
-
-
-def fastai_decision(kind: str, decoded: torch.Tensor, output: np.ndarray) -> object:
-    return DECISIONS[kind](decoded, output)

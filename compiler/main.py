@@ -16,9 +16,10 @@ import onnx
 import torch
 
 from app.inference.model import EXACT, FORMAT, METADATA_KEY, Model
+from app.kinds import kind_of
 from compiler.decoding import check_fast_decode, reduced_decoding
 from compiler.export import OPSET, activation_name, export_graph, output_shape
-from compiler.kinds import check_frame, summary, task
+from compiler.kinds import check_frame, task
 from compiler.learner import read_learner
 from compiler.parity import check_parity
 from compiler.pipeline import translate
@@ -78,8 +79,9 @@ def compile_file(
     check_frame(kind, translation, output)
     if fast_decode:
         check_fast_decode(translation.preprocessing["size"])
+    described = {**kind, "output": {"shape": output}, "preprocessing": translation.preprocessing}
     say(
-        f"compiling {source.name}: {type(learn.model).__name__}, {summary(kind, output)}, "
+        f"compiling {source.name}: {type(learn.model).__name__}, {kind_of(described).summary()}, "
         f"{translation.preprocessing['mode']} {translation.preprocessing['size']}"
     )
     if stood_in:

@@ -33,9 +33,8 @@ from PIL import Image, ImageOps
 
 from app.inference.images import ANY_SIZE
 from app.inference.model import Model
-from app.kinds import kind_of
+from app.kinds import Kind, kind_of
 from app.settings import EXAMPLES_DIR as EXAMPLES
-from compiler.kinds import fastai_decision
 from compiler.learner import CompileError
 from compiler.pipeline import Translation
 
@@ -120,7 +119,7 @@ def _made() -> Iterator[tuple[str, bytes, bool]]:
 
 
 def _reference(
-    learn: Learner, translation: Translation, file: Path, kind: str
+    learn: Learner, translation: Translation, file: Path, kind: Kind
 ) -> tuple[np.ndarray, Hashable]:
     """learn.predict's raw output on the file, which fastai opens itself, and what it
     decodes, as the kind compares them."""
@@ -129,7 +128,7 @@ def _reference(
     if getattr(learn.loss_func, "activation", None) is None:
         probs = torch.softmax(probs, dim=-1)  # as the graph does (compiler/export.py)
     probs = probs.float().numpy()
-    return probs, fastai_decision(kind, decoded, probs)
+    return probs, kind.from_fastai(decoded.cpu().numpy(), probs)
 
 
 def check_parity(learn: Learner, translation: Translation, model: Model) -> dict:
@@ -138,7 +137,7 @@ def check_parity(learn: Learner, translation: Translation, model: Model) -> dict
     kind = kind_of(model.info)
     for probe in parity_files():
         try:
-            expected, decoded = _reference(learn, translation, probe.reference, kind.name)
+            expected, decoded = _reference(learn, translation, probe.reference, kind)
         except Exception as exc:  # noqa: BLE001 - whatever the learner's own code raises
             raise CompileError(
                 f"learn.predict itself fails on the parity image {probe.name!r} "

@@ -1,7 +1,10 @@
 """Clients generated from /openapi.json, used against a real server process, as a
 frontend developer would: openapi-python-client's Python client makes every call,
 the error cases included; a TypeScript module on openapi-typescript's types and
-openapi-fetch compiles under `tsc --strict` and runs under node.
+openapi-fetch compiles under `tsc --strict` and runs under node. Both are generated
+once, from the default model's server, and then read a model of every other kind
+too (a corpus learner of each, served over HTTP in this process): the document is
+the same whatever the kind, and describes each kind's /api/model and answers.
 
 `make test` installs both generators at pinned versions (.venv-openapi from
 clients/openapi-python-client.txt; clients/typescript's package-lock.json). The
@@ -15,12 +18,16 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CAT, CAT_CLASSES, ROOT, ImageServer
-from tests.live import Live, request
+from app.kinds import KINDS
+from app.main import create_app
+from tests.corpus.compiled import Corpus
+from tests.helpers import CAT, CAT_CLASSES, KIND_LEARNERS, ROOT, ImageServer, make_settings
+from tests.live import Live, request, serve_app
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +35,7 @@ GENERATOR = ROOT / ".venv-openapi" / "bin" / "openapi-python-client"
 TYPESCRIPT = ROOT / "clients" / "typescript"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def document(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The document the running server serves, as a generator would fetch it."""
     status, body, _ = request(live.port, "GET", "/openapi.json")
@@ -38,7 +45,7 @@ def document(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client_package(document: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
     try:
         subprocess.run([str(GENERATOR), "--version"], capture_output=True, check=True, timeout=60)
@@ -70,13 +77,13 @@ def test_python_client_makes_every_call(
     from pounce_client import Client
     from pounce_client.api.health import get_health, get_readiness
     from pounce_client.api.model import get_model
-    from pounce_client.api.predict import classify, classify_batch, classify_url
+    from pounce_client.api.predict import predict, predict_batch, predict_url
     from pounce_client.models import (
         Base64Source,
         BatchRequest,
-        ClassifyFilesBody,
         Error,
         ErrorCode,
+        PredictFilesBody,
         SingleLabelAnswer,
         UrlSource,
     )
@@ -86,24 +93,23 @@ def test_python_client_makes_every_call(
     photo = CAT.read_bytes()
     assert get_health.sync(client=client).status == "ok"
     assert get_readiness.sync(client=client).status == "ready"
-    assert get_model.sync(client=client).class_count == 1000
+    model = get_model.sync(client=client)
+    assert model.kind.value == "single-label" and model.class_count == 1000
 
-    upload = classify.sync(
+    upload = predict.sync(
         client=client,
-        body=ClassifyFilesBody(file=File(payload=photo, file_name="cat.jpg")),
+        body=PredictFilesBody(file=File(payload=photo, file_name="cat.jpg")),
         top_k=2,
     )
     assert isinstance(upload, SingleLabelAnswer) and upload.label in CAT_CLASSES
     assert len(upload.predictions) == 2
-    as_json = classify.sync(
-        client=client, body=Base64Source(image=base64.b64encode(photo).decode())
-    )
+    as_json = predict.sync(client=client, body=Base64Source(image=base64.b64encode(photo).decode()))
     assert as_json.label == upload.label
-    by_url = classify_url.sync(
+    by_url = predict_url.sync(
         client=client, url_query=image_server.url("/cat.jpg")
     )  # its name for ?url=
     assert by_url.label in CAT_CLASSES
-    batch = classify_batch.sync(
+    batch = predict_batch.sync(
         client=client,
         body=BatchRequest(
             items=[UrlSource(url=image_server.url("/coffee.png")), UrlSource(url="ftp://x")]
@@ -115,17 +121,17 @@ def test_python_client_makes_every_call(
     # The errors: typed, with their codes as the enum, and the request id in the header.
     for response, status, code in [
         (
-            classify.sync_detailed(client=client, body=Base64Source(image="bm90")),
+            predict.sync_detailed(client=client, body=Base64Source(image="bm90")),
             415,
             "unsupported_media_type",
         ),
         (
-            classify_url.sync_detailed(client=client, url_query=image_server.url("/page.html")),
+            predict_url.sync_detailed(client=client, url_query=image_server.url("/page.html")),
             415,
             "url_not_image",
         ),
         (
-            classify.sync_detailed(client=client, body=Base64Source(image="x"), top_k=0),
+            predict.sync_detailed(client=client, body=Base64Source(image="x"), top_k=0),
             422,
             "invalid_top_k",
         ),
@@ -135,27 +141,95 @@ def test_python_client_makes_every_call(
         assert response.parsed.error.request_id == response.headers["X-Request-ID"]
 
 
-def test_typescript_frontend_compiles_strict_and_runs(
-    document: Path, live: Live, tmp_path: Path
-) -> None:
-    npx = shutil.which("npx")
-    if npx is None or not (TYPESCRIPT / "node_modules").is_dir():
+@pytest.fixture(scope="session")
+def frontend(document: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clients/typescript/frontend.ts on types generated from the document, compiled
+    under `tsc --strict`: its folder (build/frontend.js)."""
+    if shutil.which("npx") is None or not (TYPESCRIPT / "node_modules").is_dir():
         pytest.skip("node and clients/typescript/node_modules are needed (make test installs them)")
+    folder = tmp_path_factory.mktemp("frontend")
     for name in ("frontend.ts", "tsconfig.json", "package.json"):
-        shutil.copy(TYPESCRIPT / name, tmp_path / name)
-    (tmp_path / "node_modules").symlink_to(TYPESCRIPT / "node_modules")
+        shutil.copy(TYPESCRIPT / name, folder / name)
+    (folder / "node_modules").symlink_to(TYPESCRIPT / "node_modules")
+    npx = shutil.which("npx")
+    run(folder, npx, "--no-install", "openapi-typescript", str(document), "-o", "schema.d.ts")
+    run(folder, npx, "--no-install", "tsc", "-p", ".")  # strict, per tsconfig.json
+    return folder
 
-    def run(*command: str) -> str:
-        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
 
-    run(npx, "--no-install", "openapi-typescript", str(document), "-o", "schema.d.ts")
-    run(npx, "--no-install", "tsc", "-p", ".")  # strict, per tsconfig.json
+def run(folder: Path, *command: str) -> str:
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def seen_by_frontend(frontend: Path, port: int) -> dict:
+    """What the frontend module saw of the server at `port`, sending it the cat photo."""
     photo = base64.b64encode(CAT.read_bytes()).decode()
-    seen = json.loads(run("node", "build/frontend.js", f"http://127.0.0.1:{live.port}", photo))
-    assert seen["kind"] == "single-label" and seen["classes"] == 1000
+    return json.loads(run(frontend, "node", "build/frontend.js", f"http://127.0.0.1:{port}", photo))
+
+
+def test_typescript_frontend_compiles_strict_and_runs(frontend: Path, live: Live) -> None:
+    seen = seen_by_frontend(frontend, live.port)
+    assert seen["kind"] == "single-label" and seen["model"] == "single-label, 1000 classes"
     assert seen["label"] in CAT_CLASSES and seen["upload"] == seen["label"]
-    assert seen["predictions"] == 3 and seen["batch"] == [seen["label"], "unsupported_media_type"]
+    assert seen["predictions"] == 2 and seen["batch"] == [seen["label"], "unsupported_media_type"]
     assert seen["error"]["status"] == 422 and seen["error"]["code"] == "invalid_top_k"
     assert len(seen["error"]["requestId"]) == 32 and seen["ready"] == "ready"
+
+
+# --- every other kind: the same clients, a corpus learner's server -----------------------
+
+
+@pytest.fixture(scope="module", params=list(KIND_LEARNERS), ids=list(KIND_LEARNERS))
+def kind_port(request: pytest.FixtureRequest, corpus: Corpus) -> Iterator[int]:
+    """The port of a server of a model of the kind (the parameter)."""
+    built = corpus["2.8", KIND_LEARNERS[request.param]]
+    assert built.compile.returncode == 0, built.compile.stderr
+    with serve_app(create_app(make_settings(MODEL_PATH=str(built.onnx)))) as port:
+        yield port
+
+
+@pytest.mark.learners(*KIND_LEARNERS.values(), lines=("2.8",))
+def test_python_client_reads_every_kind(
+    client_package: object, kind_port: int, request: pytest.FixtureRequest
+) -> None:
+    """/api/model and the answers parse as the kind's own types, with no field the
+    document leaves out (a generated model keeps those in `additional_properties`)."""
+    from pounce_client import Client, models
+    from pounce_client.api.model import get_model
+    from pounce_client.api.predict import predict, predict_batch
+    from pounce_client.types import File
+
+    kind = request.node.callspec.params["kind_port"]
+    pascal = "".join(part.capitalize() for part in kind.split("-"))
+    client = Client(base_url=f"http://127.0.0.1:{kind_port}", raise_on_unexpected_status=True)
+    photo = CAT.read_bytes()
+    model = get_model.sync(client=client)
+    assert isinstance(model, getattr(models, f"{pascal}Model")), model
+    assert model.kind.value == kind and model.additional_properties == {}
+    upload = predict.sync(
+        client=client, body=models.PredictFilesBody(file=File(payload=photo, file_name="cat.jpg"))
+    )
+    assert isinstance(upload, getattr(models, f"{pascal}Answer")), upload
+    assert upload.kind.value == kind and upload.additional_properties == {}
+    image = models.Base64Source(image=base64.b64encode(photo).decode())
+    items = [image, models.UrlSource(url="ftp://x")]
+    batch = predict_batch.sync(client=client, body=models.BatchRequest(items=items))
+    answered, refused = batch.results  # a batch's results leave the model and time out
+    assert isinstance(answered, getattr(models, KINDS[kind].answer_schema()))
+    alone = {k: v for k, v in upload.to_dict().items() if k not in ("model", "elapsed_ms")}
+    assert answered.to_dict() == alone and isinstance(refused, models.Error)
+
+
+@pytest.mark.learners(*KIND_LEARNERS.values(), lines=("2.8",))
+def test_typescript_frontend_reads_every_kind(
+    frontend: Path, kind_port: int, request: pytest.FixtureRequest
+) -> None:
+    kind = request.node.callspec.params["kind_port"]
+    seen = seen_by_frontend(frontend, kind_port)
+    assert seen["kind"] == kind and seen["model"].startswith(f"{kind}, "), seen
+    assert seen["label"] and seen["upload"] == seen["label"]
+    assert seen["batch"] == [seen["label"], "unsupported_media_type"]
+    error = ("invalid_top_k", 422) if kind == "multi-label" else ("unsupported_media_type", 415)
+    assert (seen["error"]["code"], seen["error"]["status"]) == error and seen["ready"] == "ready"

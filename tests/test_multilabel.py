@@ -144,10 +144,8 @@ def test_openapi_describes_every_kind(colours_client: TestClient) -> None:
     assert set(multi["required"]) == {"kind", "labels", "threshold", "predictions"}
     batch_items = schemas["BatchResponse"]["properties"]["results"]["items"]["oneOf"]
     assert {"$ref": "#/components/schemas/MultiLabelResult"} in batch_items
-    assert schemas["ModelInfo"]["properties"]["kind"]["enum"] == [
-        "single-label",
-        "multi-label",
-        "regression",
-        "keypoints",
-        "segmentation",
+    assert schemas["ModelInfo"]["oneOf"] == [
+        {"$ref": f"#/components/schemas/{name}Model"}
+        for name in ("SingleLabel", "MultiLabel", "Regression", "Keypoints", "Segmentation")
     ]
+    assert schemas["MultiLabelModel"]["allOf"][0]["properties"]["kind"]["enum"] == ["multi-label"]

@@ -3,12 +3,15 @@ operation named, tagged and matched to the route table; bodies required; each
 status an operation can answer listed, with its error codes and headers; every
 $ref resolves. tests/test_clients.py then generates real clients from it."""
 
+import json
+
 import jsonschema
 import pytest
 from starlette.testclient import TestClient
 
 from app.error_codes import ERRORS, RETRY_AFTER
 from app.http.openapi import BATCH_FORM, OPERATIONS, document
+from app.kinds import KINDS
 from app.main import routes
 
 pytestmark = pytest.mark.unit
@@ -43,6 +46,47 @@ def test_operations_match_the_route_table(client: TestClient) -> None:
         f"#/components/{k}/{n}" for k, entries in schema["components"].items() for n in entries
     }
     assert refs(schema) and refs(schema) <= components
+
+
+def test_operations_are_named_for_every_kind() -> None:
+    """The operations predict, whatever the kind (their ids name generated clients'
+    functions); nothing in their names, summaries or tags says they classify."""
+    schema = document(routes)
+    operations = [op for ops in schema["paths"].values() for op in ops.values()]
+    assert {op["operationId"] for op in operations} == {
+        *("predict", "predictUrl", "predictBatch", "getModel", "getHealth", "getReadiness")
+    }
+    words = [
+        schema["info"],
+        schema["tags"],
+        [(op["summary"], op.get("description")) for op in operations],
+    ]
+    assert "classif" not in json.dumps(words).lower()
+
+
+@pytest.mark.parametrize("kind", KINDS.values(), ids=list(KINDS))
+def test_each_kind_has_its_own_answer_and_model_schema(kind: type) -> None:
+    """A kind's example answer is its own answer and no other kind's; /api/model is one
+    schema a kind, each with the kind's own fields beside the compiled file's."""
+    schema = document(routes)
+    components = schema["components"]
+    answer = {**kind.example, "model": "export.pkl", "elapsed_ms": 1.0}
+    pascal = "".join(part.capitalize() for part in kind.name.split("-"))
+    matched = []
+    for branch in components["schemas"]["PredictResponse"]["oneOf"]:
+        try:
+            jsonschema.validate(answer, {**branch, "components": components})
+            matched.append(branch["$ref"])
+        except jsonschema.ValidationError:
+            pass
+    assert matched == [f"#/components/schemas/{pascal}Answer"]
+    model = components["schemas"][f"{pascal}Model"]["allOf"]
+    assert model[1] == {"$ref": "#/components/schemas/ModelMeta"}
+    assert model[0]["properties"]["kind"]["enum"] == [kind.name]
+    assert set(model[0]["required"]) == {"kind", *kind.description}
+    assert {"$ref": f"#/components/schemas/{pascal}Model"} in components["schemas"]["ModelInfo"][
+        "oneOf"
+    ]
 
 
 def test_bodies_are_required_and_sources_are_a_named_one_of(client: TestClient) -> None:

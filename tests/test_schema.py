@@ -1,15 +1,24 @@
 """Schemathesis generates requests from /openapi.json and checks every answer
 against the same document: no undocumented status, no body that breaks its
-schema, no 5xx but the documented upstream ones.
+schema, no 5xx but the documented upstream ones. It does so for a model of every
+kind: the default model (single-label), and a learner of the corpus of each other
+kind, each through the document its own server serves. What the page tells a
+developer of the answer (its code snippet) and what the footer and the metrics say
+of the model are held to each kind's real answer and description here too.
 
-Requests go through the `client` fixture (the real app, lifespan running),
+Requests go through Starlette's test client (the real app, lifespan running),
 under the network guard, so URLs it invents are refused before any packet
 leaves; that refusal is the 502 `url_unreachable` the API documents.
 """
 
+import re
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -20,12 +29,14 @@ from starlette.testclient import TestClient
 from app.http.openapi import document
 from app.inference.model import read_info
 from app.kinds import kind_of
-from app.main import routes
-from tests.helpers import COMPILED
-
-pytestmark = pytest.mark.unit
+from app.main import create_app, routes
+from tests.corpus.compiled import Corpus
+from tests.helpers import CAT, COMPILED, KIND_LEARNERS, make_settings, upload
 
 UPSTREAM_FAILURES = {"url_unreachable", "url_fetch_failed", "url_http_error", "url_timeout"}
+EXAMPLES = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Fewer for the other kinds: the operations are the same, only the answers differ.
+KIND_EXAMPLES = settings(EXAMPLES, max_examples=8)
 
 
 # The document /openapi.json serves, built from the same route table.
@@ -54,14 +65,12 @@ def httpx_kwargs(case: schemathesis.Case) -> dict:
     return kwargs
 
 
-@schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_schema(case: schemathesis.Case, client: TestClient) -> None:
+def conforms(case: schemathesis.Case, client: TestClient) -> None:
+    """What the API promises: every status it answers is documented, every body
+    matches its schema, and the only 5xx are the documented upstream failures."""
     response = client.request(**httpx_kwargs(case))
     if hasattr(response.request, "read"):
         response.request.read()  # a multipart body streams; schemathesis reads it back
-    # What the API promises: every status it answers is documented, every body
-    # matches its schema, and the only 5xx are the documented upstream failures.
     case.validate_response(
         response,
         checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
@@ -69,3 +78,74 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case, client: TestClient)
     assert response.status_code < 500 or (
         response.status_code in (502, 504) and response.json()["error"]["code"] in UPSTREAM_FAILURES
     ), response.text
+
+
+@pytest.mark.unit
+@schema.parametrize()
+@EXAMPLES
+def test_api_conforms_to_its_schema(case: schemathesis.Case, client: TestClient) -> None:
+    conforms(case, client)
+
+
+# --- every other kind: a corpus learner's model, served in this process ------------------
+
+
+@pytest.fixture(scope="module", params=list(KIND_LEARNERS), ids=list(KIND_LEARNERS))
+def served_model(request: pytest.FixtureRequest, corpus: Corpus) -> Path:
+    """The compiled model of the kind (the parameter)."""
+    built = corpus["2.8", KIND_LEARNERS[request.param]]
+    assert built.compile.returncode == 0, built.compile.stderr
+    assert read_info(built.onnx)["kind"] == request.param
+    return built.onnx
+
+
+@pytest.fixture(scope="module")
+def served(served_model: Path) -> Iterator[TestClient]:
+    """The app serving it, lifespan run."""
+    with TestClient(create_app(make_settings(MODEL_PATH=str(served_model)))) as client:
+        yield client
+
+
+@pytest.mark.slow
+@pytest.mark.learners(*KIND_LEARNERS.values(), lines=("2.8",))
+def test_every_kind_conforms_to_its_schema(served: TestClient) -> None:
+    """Each operation of the document the kind's server serves, in turn (schemathesis's
+    `from_fixture`, which would parametrize this, fails under pytest 9); its example
+    answer is the kind's."""
+    served_document = served.get("/openapi.json").json()
+    answered = served_document["paths"]["/api/predict"]["post"]["responses"]["200"]
+    kind = served.get("/api/model").json()["kind"]
+    assert answered["content"]["application/json"]["example"]["kind"] == kind
+    for operation in schemathesis.openapi.from_dict(served_document).get_all_operations():
+
+        @given(case=operation.ok().as_strategy())
+        @KIND_EXAMPLES
+        def check(case: schemathesis.Case) -> None:
+            conforms(case, served)
+
+        check()
+
+
+@pytest.mark.slow
+@pytest.mark.learners(*KIND_LEARNERS.values(), lines=("2.8",))
+def test_the_page_and_the_metrics_say_what_each_kind_answers(
+    served: TestClient, served_model: Path
+) -> None:
+    """The page's code snippet reads the fields the kind's answer has, and names the
+    kind; the footer and the metrics describe the model as its kind does."""
+    answer = served.post("/api/predict", files=upload(CAT.read_bytes())).json()
+    kind = kind_of(read_info(served_model), {"top_k": 5, "max_mask_pixels": 1e6})
+    page = unescape(served.get("/").text)
+    snippet = re.search(
+        r"const \{([^}]*)\} = await response\.json\(\);(?:  // a (\S+) answer)?", page
+    )
+    assert snippet, page
+    fields = [field.strip() for field in snippet.group(1).split(",")]
+    assert fields and set(fields) <= set(answer), (fields, answer)
+    assert snippet.group(2) == kind.name
+    assert f"</code> · {kind.summary()} · " in page.split('<footer class="site">', 1)[1]
+    info = next(
+        line for line in served.get("/metrics").text.splitlines() if "pounce_model_info{" in line
+    )
+    for label, value in {"kind": kind.name, **kind.metric_labels()}.items():
+        assert f'{label}="{value}"' in info, info

@@ -12,16 +12,12 @@ from app.error_codes import ANY, BATCH, BODY, ERRORS, IMAGE, PREDICT, READY, RET
 from app.http.openapi_schemas import SCHEMAS, ref
 from app.kinds import KINDS, Kind
 
-EXAMPLE = {
-    "label": "espresso",
-    "probability": 0.944298,
-    "predictions": [
-        {"label": "espresso", "probability": 0.944298},
-        {"label": "cup", "probability": 0.01487},
-    ],
-    "model": "export.pkl",
-    "elapsed_ms": 46.1,
-}
+DESCRIPTION = (
+    "Predictions of a fastai vision model compiled to ONNX. The answers are the served "
+    f"model's kind's ({', '.join(KINDS)}): /api/model says which."
+)
+# What the example of an answer adds to the kind's own (the served kind's, else the first's).
+EXAMPLE_META = {"model": "export.pkl", "elapsed_ms": 46.1}
 HEADERS = {
     "X-Request-ID": {
         "description": "The request's id: yours, echoed, when you send a sane one (letters, "
@@ -89,7 +85,7 @@ def _body(**content: dict) -> dict:
     return {"required": True, "content": {kinds[k]: {"schema": v} for k, v in content.items()}}
 
 
-PREDICTION = _json(ref("PredictResponse"), "The answer, as the model's kind gives it.", EXAMPLE)
+PREDICTION = _json(ref("PredictResponse"), "The answer, as the model's kind gives it.")
 # Each kind's query options (top_k), each a parameter of every prediction operation.
 PARAMETERS = {
     "".join(w.capitalize() for w in p["name"].split("_")): p
@@ -99,9 +95,9 @@ PARAMETERS = {
 OPTIONS = [{"$ref": f"#/components/parameters/{name}"} for name in PARAMETERS]
 OPERATIONS = {
     ("GET", "/api/predict"): {
-        "operationId": "classifyUrl",
+        "operationId": "predictUrl",
         "tags": ["predict"],
-        "summary": "Classify the image at a URL",
+        "summary": "Predict for the image at a URL",
         "parameters": [
             {
                 "name": "url",
@@ -115,9 +111,9 @@ OPERATIONS = {
         "responses": {"200": PREDICTION, **errors(URL, IMAGE, PREDICT)},
     },
     ("POST", "/api/predict"): {
-        "operationId": "classify",
+        "operationId": "predict",
         "tags": ["predict"],
-        "summary": "Classify one image",
+        "summary": "Predict for one image",
         "description": "A multipart upload (field `file`), a form or multipart field `url`, "
         'JSON `{"url": ...}` or JSON `{"image": "<base64>"}`. A browser form post (Accept '
         "text/html) gets the answer rendered in the page instead.",
@@ -126,9 +122,9 @@ OPERATIONS = {
         "responses": {"200": PREDICTION, **errors(BODY, URL, IMAGE, PREDICT)},
     },
     ("POST", "/api/predict/batch"): {
-        "operationId": "classifyBatch",
+        "operationId": "predictBatch",
         "tags": ["predict"],
-        "summary": "Classify several images in one request",
+        "summary": "Predict for several images in one request",
         "description": "Multipart with several `file` (and/or `url`) fields, or JSON "
         '`{"items": [...]}`. Results come back in order, each an answer or that item\'s error.',
         "parameters": OPTIONS,
@@ -143,7 +139,7 @@ OPERATIONS = {
         "tags": ["model"],
         "summary": "Describe the served model",
         "responses": {
-            "200": _json(ref("ModelInfo"), "Kind, classes, input, precision, origin, parity."),
+            "200": _json(ref("ModelInfo"), "Its kind and the kind's own, input, origin, parity."),
             **errors(),
         },
     },
@@ -161,7 +157,10 @@ OPERATIONS = {
     },
 }
 TAGS = [
-    {"name": "predict", "description": "Classify images."},
+    {
+        "name": "predict",
+        "description": "The served model's answers for images, as its kind gives them.",
+    },
     {"name": "model", "description": "The served model."},
     {"name": "health", "description": "For load balancers and orchestrators."},
 ]
@@ -169,7 +168,9 @@ TAGS = [
 
 def document(routes: list, kind: Kind | None = None) -> dict:
     """The document for this route table; the served `kind`, when a model is loaded,
-    bounds its options (top_k's maximum is the model's classes)."""
+    bounds its options (top_k's maximum is the model's classes) and gives the example."""
+    example = {**(kind or next(iter(KINDS.values()))).example, **EXAMPLE_META}
+    answer = _json(ref("PredictResponse"), PREDICTION["description"], example)
     paths: dict[str, dict] = {}
     for route in routes:
         if not isinstance(route, Route) or not route.include_in_schema:
@@ -179,12 +180,14 @@ def document(routes: list, kind: Kind | None = None) -> dict:
         }
         for method in sorted(methods - {"HEAD"}):
             operation = OPERATIONS[(method, route.path)]
+            if operation["responses"]["200"] is PREDICTION:
+                operation = {**operation, "responses": {**operation["responses"], "200": answer}}
             paths.setdefault(route.path, {})[method.lower()] = operation
     served = {p["name"]: p for p in kind.bound_parameters()} if kind else {}
     parameters = {name: served.get(p["name"], p) for name, p in PARAMETERS.items()}
     return {
         "openapi": "3.0.3",
-        "info": {"title": "Pounce", "version": "1.0.0", "description": "Classify images."},
+        "info": {"title": "Pounce", "version": "1.0.0", "description": DESCRIPTION},
         "servers": [{"url": "/", "description": "This server"}],
         "security": [],
         "tags": TAGS,

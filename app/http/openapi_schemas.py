@@ -1,8 +1,10 @@
 """The OpenAPI document's shapes: the bodies the API takes and gives.
 
-The answers are the kinds' (app/kinds/): each kind's answer schema, joined with the
-model and the time taken, is one branch of PredictResponse and of a batch's results.
-app/http/openapi.py puts them in `components` and builds the operations around them.
+The answers and the models' descriptions are the kinds' (app/kinds/): each kind's answer
+schema, joined with the model and the time taken, is one branch of PredictResponse and
+of a batch's results; what each kind says of itself, joined with what every compiled file
+says (ModelMeta), is one branch of ModelInfo, /api/model's answer. Nothing here names a
+kind. app/http/openapi.py puts them in `components` and builds the operations around them.
 """
 
 from app.error_codes import ERRORS
@@ -16,8 +18,6 @@ def ref(name: str) -> dict:
 def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("-"))
 
-
-PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 
 _url_source = {
     "type": "object",
@@ -39,7 +39,7 @@ _base64_source = {
         }
     },
 }
-_model_info_properties = {
+_model_meta_properties = {
     "name": {
         "type": "string",
         "description": "MODEL_NAME: the model's name in the Open Inference Protocol (/v2).",
@@ -51,13 +51,6 @@ _model_info_properties = {
         "description": "What runs the compiled graph.",
         "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
     },
-    "kind": {
-        "type": "string",
-        "enum": list(KINDS),
-        "description": "What the model answers: single-label, its top class; multi-label, "
-        "every label above `threshold`.",
-    },
-    "threshold": {"type": "number", "nullable": True},
     "precision": {
         "type": "string",
         "enum": ["fp32", "int8"],
@@ -77,8 +70,6 @@ _model_info_properties = {
         "properties": {"jpeg": {"type": "string", "enum": ["exact", "reduced"]}},
     },
     "architecture": {"type": "string"},
-    "class_count": {"type": "integer"},
-    "classes": {"type": "array", "items": {"type": "string"}},
     "input_size": {
         "type": "array",
         "items": {"type": "integer"},
@@ -175,21 +166,23 @@ SCHEMAS = {
         },
     },
     "ModelInfo": {
+        "description": "The served model: what its compiled file records (ModelMeta), and "
+        "what its kind says of it (`kind` says which).",
+        "oneOf": [ref(f"{_pascal(name)}Model") for name in KINDS],
+    },
+    "ModelMeta": {
         "type": "object",
         "required": [
             "name",
             "file",
             "sha256",
             "runtime",
-            "kind",
             "precision",
             "decoding",
-            "class_count",
-            "classes",
             "source",
             "parity",
         ],
-        "properties": _model_info_properties,
+        "properties": _model_meta_properties,
     },
     "Status": {
         "type": "object",
@@ -201,3 +194,4 @@ SCHEMAS = {
 for _name, _kind in KINDS.items():
     SCHEMAS |= _kind.schemas
     SCHEMAS[f"{_pascal(_name)}Answer"] = {"allOf": [ref(_kind.answer_schema()), ref("AnswerMeta")]}
+    SCHEMAS[f"{_pascal(_name)}Model"] = {"allOf": [_kind.model_schema(), ref("ModelMeta")]}

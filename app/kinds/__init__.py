@@ -1,9 +1,11 @@
 """What each kind of model answers: one module a kind, found through KINDS.
 
 A new kind is a module here (a `Kind`: app/kinds/base.py), a line in KINDS, its
-template partial (templates/kinds/<name>.html) and its tests; the API, the page, the
-CLI, the Open Inference Protocol, the OpenAPI document and compiling's checks all ask
-the kind, and none of them branches on which kind it is.
+template partial (templates/kinds/<name>.html), a learner of its kind in the corpus
+(tests/helpers.py's KIND_LEARNERS) and its tests; the API, the page, the CLI, the Open
+Inference Protocol, the OpenAPI document, the metrics and compiling's parity and INT8
+checks all ask the kind, and none of them branches on which kind it is. (Only
+compiler/kinds.py, which reads which kind a fastai learner is, names them.)
 """
 
 from collections.abc import Mapping

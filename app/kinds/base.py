@@ -2,11 +2,13 @@
 
 A compiled file records its kind (`info["kind"]`); the kind's module is the one place
 that knows what the graph's output means: what `learn.predict` would decode from it
-(`decide`, which compiling's parity check and INT8's agreement check compare), the
-answer the API, the batch endpoint, the page and the CLI give (`answer`, rendered on
-the page by templates/kinds/<name>.html), the query options it takes, its Open
-Inference Protocol outputs, what /api/model says of it, and the OpenAPI schema of its
-answer. No web framework is imported here: compiler/ uses kinds too.
+(`decide`, and `from_fastai` for what fastai itself decoded, which compiling's parity
+check and INT8's agreement check compare), the answer the API, the batch endpoint, the
+page and the CLI give (`answer`, rendered on the page by templates/kinds/<name>.html),
+the query options it takes, its Open Inference Protocol outputs, what /api/model says
+of it (`describe`), the OpenAPI schemas of both (`schemas`, `description`), and the few
+words compiling, the page and the metrics name it by (`summary`, `metric_labels`). No
+web framework is imported here: compiler/ uses kinds too.
 """
 
 from collections.abc import Mapping
@@ -42,8 +44,12 @@ class Kind:
     """One kind of model, made from a compiled file's description (`info`)."""
 
     name: ClassVar[str]
-    # The answer's OpenAPI schema, by name, and the query parameters the kind takes.
+    # The answer's OpenAPI schema, by name (then the schemas it refers to), an example of
+    # it, and the query parameters the kind takes.
     schemas: ClassVar[dict[str, dict]]
+    example: ClassVar[dict]
+    # What `describe` adds to /api/model beside `kind`, as OpenAPI properties (all present).
+    description: ClassVar[dict[str, dict]] = {}
     parameters: ClassVar[list[dict]] = []
     # Whether the page draws the answer on the photo (it then carries a copy of it).
     draws_on_photo: ClassVar[bool] = False
@@ -66,6 +72,21 @@ class Kind:
         """The name of the answer's schema: the first of `schemas`."""
         return next(iter(cls.schemas))
 
+    @classmethod
+    def answer_fields(cls) -> list[str]:
+        """The answer's fields but `kind` (the page's code snippet reads them)."""
+        return [name for name in cls.schemas[cls.answer_schema()]["properties"] if name != "kind"]
+
+    @classmethod
+    def model_schema(cls) -> dict:
+        """The OpenAPI schema of what `describe` says (/api/model adds the file's own)."""
+        kind = {"type": "string", "enum": [cls.name], "description": "The model's kind."}
+        return {
+            "type": "object",
+            "required": ["kind", *cls.description],
+            "properties": {"kind": kind, **cls.description},
+        }
+
     def bound_parameters(self) -> list[dict]:
         """`parameters`, bounded by this model (the OpenAPI document of a server)."""
         return self.parameters
@@ -78,6 +99,12 @@ class Kind:
         """What `learn.predict` would decode from one image's output (in the model's frame):
         labels, a mask, or the numbers themselves."""
         raise NotImplementedError
+
+    def from_fastai(self, decoded: np.ndarray, output: np.ndarray) -> object:
+        """What `learn.predict` decoded (its second value, as numpy), in `decide`'s form, for
+        one image whose raw output was `output`: by default fastai's decoding is `decide`'s
+        on that same output."""
+        return self.decide(output)
 
     def agrees(self, ours: object, theirs: object) -> bool:
         """Whether two decisions are the same answer (parity, INT8's agreement)."""
@@ -102,5 +129,13 @@ class Kind:
         return [self.tensor(name, predictions, params) for name, params in requested.items()]
 
     def describe(self) -> dict:
-        """What /api/model says of the kind."""
+        """What /api/model says of the kind: `kind` and `description`'s fields."""
         return {"kind": self.name}
+
+    def summary(self) -> str:
+        """The kind in a few words: compiling's first line and the page's footer say it."""
+        raise NotImplementedError
+
+    def metric_labels(self) -> dict[str, str]:
+        """What the pounce_model metric says of the model besides its kind."""
+        return {}

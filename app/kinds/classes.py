@@ -34,6 +34,16 @@ class Classifier(Kind):
     """A model whose output is one probability per label."""
 
     parameters: ClassVar[list[dict]] = [TOP_K]
+    description: ClassVar[dict[str, dict]] = {
+        "threshold": {
+            "type": "number",
+            "nullable": True,
+            "description": "A multi-label model's: the probability a label must pass; null "
+            "for a single-label one, whose top class is the answer.",
+        },
+        "class_count": {"type": "integer"},
+        "classes": {"type": "array", "items": {"type": "string"}},
+    }
 
     def __init__(self, info: dict, defaults: Mapping[str, float]) -> None:
         super().__init__(info, defaults)
@@ -86,3 +96,11 @@ class Classifier(Kind):
             "class_count": len(self.labels),
             "classes": self.labels,
         }
+
+    def summary(self) -> str:
+        threshold = self.info.get("threshold")
+        at = "" if threshold is None else f", threshold {threshold:g}"
+        return f"{self.name} with {len(self.labels)} classes{at}"
+
+    def metric_labels(self) -> dict[str, str]:
+        return {"class_count": str(len(self.labels))}

@@ -46,6 +46,14 @@ class Keypoints(Kind):
             },
         }
     }
+    example: ClassVar[dict] = {
+        "kind": "keypoints",
+        "points": [{"x": 153.5, "y": 46.0}, {"x": 88.25, "y": 120.75}],
+        "image": {"width": 320, "height": 240},
+    }
+    description: ClassVar[dict[str, dict]] = {
+        "count": {"type": "integer", "description": "How many points an answer has."}
+    }
 
     def __init__(self, info: dict, defaults: dict) -> None:
         super().__init__(info, defaults)
@@ -89,3 +97,9 @@ class Keypoints(Kind):
 
     def describe(self) -> dict:
         return {**super().describe(), "count": self.count}
+
+    def summary(self) -> str:
+        return f"keypoints, {self.count} a picture"
+
+    def metric_labels(self) -> dict[str, str]:
+        return {"count": str(self.count)}

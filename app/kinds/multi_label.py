@@ -35,6 +35,16 @@ class MultiLabel(Classifier):
         },
         "Prediction": PREDICTION,
     }
+    example: ClassVar[dict] = {
+        "kind": "multi-label",
+        "labels": ["red", "blue"],
+        "threshold": 0.5,
+        "predictions": [
+            {"label": "red", "probability": 0.97},
+            {"label": "blue", "probability": 0.91},
+            {"label": "green", "probability": 0.03},
+        ],
+    }
 
     @property
     def threshold(self) -> float:
@@ -51,6 +61,10 @@ class MultiLabel(Classifier):
 
     def decide(self, output: np.ndarray) -> frozenset[int]:
         return frozenset(self.passing(output))
+
+    def from_fastai(self, decoded: np.ndarray, output: np.ndarray) -> frozenset[int]:
+        """fastai's own thresholding: the labels its decoded one-hot row marks."""
+        return frozenset(int(i) for i in np.flatnonzero(decoded))
 
     def answer(self, prediction: Prediction, options: dict) -> dict:
         output = prediction.output

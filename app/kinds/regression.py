@@ -9,6 +9,12 @@ import numpy as np
 from app.kinds.base import Kind, Prediction, Tensor
 
 VALUES = "values"
+NAMES = {
+    "type": "array",
+    "items": {"type": "string"},
+    "nullable": True,
+    "description": "Each value's name, where the learner has them.",
+}
 
 
 class Regression(Kind):
@@ -21,14 +27,18 @@ class Regression(Kind):
             "properties": {
                 "kind": {"type": "string", "enum": ["regression"]},
                 "values": {"type": "array", "items": {"type": "number"}},
-                "names": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "nullable": True,
-                    "description": "Each value's name, where the learner has them.",
-                },
+                "names": NAMES,
             },
         }
+    }
+    example: ClassVar[dict] = {
+        "kind": "regression",
+        "values": [0.73, 0.12],
+        "names": ["brightness", "disc_x"],
+    }
+    description: ClassVar[dict[str, dict]] = {
+        "names": NAMES,
+        "count": {"type": "integer", "description": "How many values an answer has."},
     }
 
     @property
@@ -56,3 +66,9 @@ class Regression(Kind):
 
     def describe(self) -> dict:
         return {**super().describe(), "names": self.info.get("names"), "count": self.count}
+
+    def summary(self) -> str:
+        return f"regression of {self.count} value(s)"
+
+    def metric_labels(self) -> dict[str, str]:
+        return {"count": str(self.count)}

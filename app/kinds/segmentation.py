@@ -37,6 +37,12 @@ MASK_OPTION = {
     "description": "A segmentation model's: false leaves the mask out, when only the areas "
     "are wanted.",
 }
+CLASSES = {"type": "array", "items": {"type": "string"}, "description": "Class ids' names."}
+COLOURS = {
+    "type": "array",
+    "items": {"type": "string"},
+    "description": "Each class's colour in the mask, as #rrggbb.",
+}
 AGREEMENT = 0.999  # of a mask's pixels: ties between classes aside, the same class
 
 
@@ -53,12 +59,8 @@ class Segmentation(Kind):
             "required": ["kind", "classes", "palette", "areas", "image", "mask_size"],
             "properties": {
                 "kind": {"type": "string", "enum": ["segmentation"]},
-                "classes": {"type": "array", "items": {"type": "string"}},
-                "palette": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "Each class's colour in the mask, as #rrggbb.",
-                },
+                "classes": CLASSES,
+                "palette": COLOURS,
                 "mask": {
                     "type": "string",
                     "description": "data:image/png;base64: a palette PNG whose pixel values "
@@ -78,6 +80,19 @@ class Segmentation(Kind):
             },
         }
     }
+    example: ClassVar[dict] = {
+        "kind": "segmentation",
+        "classes": ["background", "disc", "square"],
+        "palette": ["#7f7f7f", "#1f77b4", "#ff7f0e"],
+        "mask": "data:image/png;base64,iVBORw0KGgo...",
+        "areas": {"background": 0.81, "disc": 0.15, "square": 0.04},
+        "image": {"width": 320, "height": 240},
+        "mask_size": {"width": 320, "height": 240},
+    }
+    description: ClassVar[dict[str, dict]] = {
+        "classes": CLASSES,
+        "palette": COLOURS,
+    }
 
     def __init__(self, info: dict, defaults: dict) -> None:
         super().__init__(info, defaults)
@@ -94,6 +109,10 @@ class Segmentation(Kind):
 
     def decide(self, output: np.ndarray) -> np.ndarray:
         return np.asarray(output).argmax(axis=0)
+
+    def from_fastai(self, decoded: np.ndarray, output: np.ndarray) -> np.ndarray:
+        """fastai's own mask."""
+        return np.asarray(decoded).astype(np.int64)
 
     def agrees(self, ours: object, theirs: object) -> bool:
         ours, theirs = np.asarray(ours), np.asarray(theirs)
@@ -169,3 +188,9 @@ class Segmentation(Kind):
 
     def describe(self) -> dict:
         return {**super().describe(), "classes": self.classes, "palette": self.palette}
+
+    def summary(self) -> str:
+        return f"segmentation into {len(self.classes)} classes"
+
+    def metric_labels(self) -> dict[str, str]:
+        return {"class_count": str(len(self.classes))}

@@ -26,6 +26,14 @@ class SingleLabel(Classifier):
         },
         "Prediction": PREDICTION,
     }
+    example: ClassVar[dict] = {
+        "label": "espresso",
+        "probability": 0.944298,
+        "predictions": [
+            {"label": "espresso", "probability": 0.944298},
+            {"label": "cup", "probability": 0.01487},
+        ],
+    }
 
     def decide(self, output: np.ndarray) -> frozenset[int]:
         return frozenset({int(output.argmax())})

@@ -16,6 +16,7 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.kinds import Kind
 from app.limits.admission import Admission
 from app.limits.budget import UploadBudget
 
@@ -77,9 +78,11 @@ class Metrics:
         self.inference.observe(seconds)
         self.batch_size.observe(batch)
 
-    def watch(self, admission: Admission, budget: UploadBudget, model_info: dict) -> None:
+    def watch(
+        self, admission: Admission, budget: UploadBudget, model_info: dict, kind: Kind
+    ) -> None:
         """Read the gauges from the admission control and the upload budget; describe
-        the model."""
+        the model (its kind adds what it says of it: a classifier, its class count)."""
         self.in_flight.set_function(lambda: admission.in_flight)
         self.queued.set_function(lambda: admission.waiting)
         self.upload_buffer.set_function(lambda: budget.used)
@@ -88,12 +91,8 @@ class Metrics:
                 "file": model_info["file"],
                 "sha256": model_info["sha256"],
                 "architecture": model_info["architecture"],
-                "kind": model_info["kind"],
-                **(
-                    {"class_count": str(model_info["class_count"])}
-                    if "class_count" in model_info
-                    else {}
-                ),
+                "kind": kind.name,
+                **kind.metric_labels(),
                 "runtime": f"{model_info['runtime']['name']} {model_info['runtime']['version']}",
                 "source_file": model_info["source"]["file"],
                 "source_sha256": model_info["source"]["sha256"],

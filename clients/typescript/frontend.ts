@@ -12,6 +12,7 @@ type Answer =
   | Schemas["RegressionResult"]
   | Schemas["KeypointsResult"]
   | Schemas["SegmentationResult"];
+type Model = Schemas["ModelInfo"];
 type ErrorCode = components["schemas"]["ErrorCode"];
 
 declare const process: { argv: string[]; exit(code: number): never }; // no @types/node needed
@@ -31,6 +32,21 @@ export function headline(answer: Answer): string {
   }
 }
 
+// What /api/model says of the model, in a few words: each kind says something of its own.
+export function described(model: Model): string {
+  switch (model.kind) {
+    case "single-label":
+    case "multi-label":
+      return `${model.kind}, ${model.class_count} classes`;
+    case "regression":
+      return `regression, ${model.count} values${model.names ? ` (${model.names.join(", ")})` : ""}`;
+    case "keypoints":
+      return `keypoints, ${model.count} points`;
+    case "segmentation":
+      return `segmentation, ${model.classes.length} classes`;
+  }
+}
+
 async function main(): Promise<void> {
   const [baseUrl, photo] = process.argv.slice(2);
   if (!baseUrl || !photo) throw new Error("usage: frontend.js BASE_URL BASE64_JPEG");
@@ -40,10 +56,10 @@ async function main(): Promise<void> {
   const model = await api.GET("/api/model");
   if (!model.data) throw new Error("no model");
   seen.kind = model.data.kind;
-  seen.classes = model.data.class_count;
+  seen.model = described(model.data);
 
-  const json = await api.POST("/api/predict", { body: { image: photo }, params: { query: { top_k: 3 } } });
-  if (!json.data) throw new Error(`classify failed: ${json.error?.error.code}`);
+  const json = await api.POST("/api/predict", { body: { image: photo }, params: { query: { top_k: 2 } } });
+  if (!json.data) throw new Error(`predict failed: ${json.error?.error.code}`);
   seen.label = headline(json.data);
   seen.predictions = "predictions" in json.data ? json.data.predictions.length : 0;
 
@@ -64,7 +80,13 @@ async function main(): Promise<void> {
   });
   seen.batch = batch.data?.results.map((r) => ("error" in r ? r.error.code : headline(r)));
 
-  const bad = await api.POST("/api/predict", { body: { image: photo }, params: { query: { top_k: 0 } } });
+  // An option out of bounds: a classifier's top_k; every other kind ignores it, so its
+  // error is an image it can't read.
+  const classifier = "class_count" in model.data;
+  const bad = await api.POST("/api/predict", {
+    body: { image: classifier ? photo : "bm90IGFuIGltYWdl" },
+    params: { query: { top_k: 0 } },
+  });
   const code: ErrorCode | undefined = bad.error?.error.code;
   seen.error = { status: bad.response.status, code, requestId: bad.response.headers.get("X-Request-ID") };
 
