@@ -64,11 +64,13 @@ test:
 		clients/typescript/node_modules/.done
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest --durations=15
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: $(VENV)/.dev
 	$(PY) -m ruff format .

@@ -4,6 +4,8 @@ the error codes it can carry (from app/error_codes.py) and the headers that come
 with it. Operations are matched to the route table, which a test holds both ways.
 """
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -47,7 +49,9 @@ BATCH_FORM = {
 }
 
 
-def _json(schema: dict, description: str, example: dict | None = None) -> dict:
+def _json(
+    schema: dict[str, Any], description: str, example: dict[str, Any] | None = None
+) -> dict[str, Any]:
     content = {"schema": schema} | ({"example": example} if example else {})
     return {
         "description": description,
@@ -56,11 +60,11 @@ def _json(schema: dict, description: str, example: dict | None = None) -> dict:
     }
 
 
-def ref_header(name: str) -> dict:
+def ref_header(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/headers/{name}"}
 
 
-def errors(*scopes: str) -> dict:
+def errors(*scopes: str) -> dict[str, Any]:
     """Every status the scopes' codes answer with, each listing its codes."""
     by_status: dict[int, list[str]] = {}
     for code, entry in ERRORS.items():
@@ -76,7 +80,7 @@ def errors(*scopes: str) -> dict:
     return responses
 
 
-def _body(**content: dict) -> dict:
+def _body(**content: dict[str, Any]) -> dict[str, Any]:
     kinds = {
         "multipart": "multipart/form-data",
         "form": "application/x-www-form-urlencoded",
@@ -93,7 +97,7 @@ PARAMETERS = {
     for p in kind.parameters
 }
 OPTIONS = [{"$ref": f"#/components/parameters/{name}"} for name in PARAMETERS]
-OPERATIONS = {
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/predict"): {
         "operationId": "predictUrl",
         "tags": ["predict"],
@@ -166,12 +170,12 @@ TAGS = [
 ]
 
 
-def document(routes: list, kind: Kind | None = None) -> dict:
+def document(routes: list[Any], kind: Kind | None = None) -> dict[str, Any]:
     """The document for this route table; the served `kind`, when a model is loaded,
     bounds its options (top_k's maximum is the model's classes) and gives the example."""
     example = {**(kind or next(iter(KINDS.values()))).example, **EXAMPLE_META}
     answer = _json(ref("PredictResponse"), PREDICTION["description"], example)
-    paths: dict[str, dict] = {}
+    paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, Route) or not route.include_in_schema:
             continue

@@ -7,11 +7,13 @@ says (ModelMeta), is one branch of ModelInfo, /api/model's answer. Nothing here 
 kind. app/http/openapi.py puts them in `components` and builds the operations around them.
 """
 
+from typing import Any
+
 from app.error_codes import ERRORS
 from app.kinds import KINDS
 
 
-def ref(name: str) -> dict:
+def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 

@@ -9,6 +9,7 @@ compiler/kinds.py, which reads which kind a fastai learner is, names them.)
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 from app.kinds.base import Kind, Prediction, Tensor
 from app.kinds.keypoints import Keypoints
@@ -24,7 +25,7 @@ KINDS: dict[str, type[Kind]] = {
 __all__ = ["KINDS", "Kind", "Prediction", "Tensor", "kind_of"]
 
 
-def kind_of(info: dict, defaults: Mapping[str, float] | None = None) -> Kind:
+def kind_of(info: dict[str, Any], defaults: Mapping[str, float] | None = None) -> Kind:
     """The kind a compiled file's description records; `defaults` (the server's TOP_K and
     MAX_MASK_MEGAPIXELS) are needed to answer, not to decide (compiling's checks)."""
     return KINDS[info["kind"]](info, defaults or {})

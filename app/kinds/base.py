@@ -13,7 +13,7 @@ web framework is imported here: compiler/ uses kinds too.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,18 +46,18 @@ class Kind:
     name: ClassVar[str]
     # The answer's OpenAPI schema, by name (then the schemas it refers to), an example of
     # it, and the query parameters the kind takes.
-    schemas: ClassVar[dict[str, dict]]
-    example: ClassVar[dict]
+    schemas: ClassVar[dict[str, dict[str, Any]]]
+    example: ClassVar[dict[str, Any]]
     # What `describe` adds to /api/model beside `kind`, as OpenAPI properties (all present).
-    description: ClassVar[dict[str, dict]] = {}
-    parameters: ClassVar[list[dict]] = []
+    description: ClassVar[dict[str, dict[str, Any]]] = {}
+    parameters: ClassVar[list[dict[str, Any]]] = []
     # Whether the page draws the answer on the photo (it then carries a copy of it).
     draws_on_photo: ClassVar[bool] = False
     # Whether answering draws an image (a mask): tens of milliseconds for a big photo,
     # so the pipeline runs `answer` and `tensors` in the prep pool, off the event loop.
     draws_images: ClassVar[bool] = False
 
-    def __init__(self, info: dict, defaults: Mapping[str, float]) -> None:
+    def __init__(self, info: dict[str, Any], defaults: Mapping[str, float]) -> None:
         """`defaults`: the server's settings the kinds read (TOP_K, MAX_MASK_MEGAPIXELS)."""
         self.info = info
         self.defaults = defaults
@@ -78,7 +78,7 @@ class Kind:
         return [name for name in cls.schemas[cls.answer_schema()]["properties"] if name != "kind"]
 
     @classmethod
-    def model_schema(cls) -> dict:
+    def model_schema(cls) -> dict[str, Any]:
         """The OpenAPI schema of what `describe` says (/api/model adds the file's own)."""
         kind = {"type": "string", "enum": [cls.name], "description": "The model's kind."}
         return {
@@ -87,11 +87,11 @@ class Kind:
             "properties": {"kind": kind, **cls.description},
         }
 
-    def bound_parameters(self) -> list[dict]:
+    def bound_parameters(self) -> list[dict[str, Any]]:
         """`parameters`, bounded by this model (the OpenAPI document of a server)."""
         return self.parameters
 
-    def options(self, query: Mapping[str, str]) -> dict:
+    def options(self, query: Mapping[str, str]) -> dict[str, Any]:
         """The request's options for `answer` (a query string, or the CLI's flags)."""
         return {}
 
@@ -110,25 +110,29 @@ class Kind:
         """Whether two decisions are the same answer (parity, INT8's agreement)."""
         return ours == theirs
 
-    def answer(self, prediction: Prediction, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         """One image's answer, as the API, the batch endpoint and the CLI give it."""
         raise NotImplementedError
 
-    def outputs(self) -> list[dict]:
+    def outputs(self) -> list[dict[str, Any]]:
         """The Open Inference Protocol outputs: name, datatype and shape of each."""
         raise NotImplementedError
 
-    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+    def tensor(
+        self, name: str, predictions: list[Prediction], parameters: dict[str, Any]
+    ) -> Tensor:
         """One Open Inference Protocol output for a batch's predictions; ValueError with a
         message for the client when `parameters` can't be met."""
         raise NotImplementedError
 
-    def tensors(self, requested: Mapping[str, dict], predictions: list[Prediction]) -> list[Tensor]:
+    def tensors(
+        self, requested: Mapping[str, dict[str, Any]], predictions: list[Prediction]
+    ) -> list[Tensor]:
         """The outputs a request asks for (name: its parameters), in its order. A kind
         whose outputs share work (a mask) does it once here, for all of them."""
         return [self.tensor(name, predictions, params) for name, params in requested.items()]
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """What /api/model says of the kind: `kind` and `description`'s fields."""
         return {"kind": self.name}
 

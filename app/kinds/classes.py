@@ -2,7 +2,7 @@
 Open Inference Protocol outputs (`probabilities`, and the top k `labels`)."""
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from app.intake.integers import natural
 from app.kinds.base import Kind, Prediction, Tensor
 
 PROBABILITIES, LABELS = "probabilities", "labels"
-PREDICTION = {
+PREDICTION: dict[str, Any] = {
     "type": "object",
     "required": ["label", "probability"],
     "properties": {
@@ -19,7 +19,7 @@ PREDICTION = {
         "probability": {"type": "number", "minimum": 0, "maximum": 1},
     },
 }
-TOP_K = {
+TOP_K: dict[str, Any] = {
     "name": "top_k",
     "in": "query",
     "required": False,
@@ -33,8 +33,8 @@ TOP_K = {
 class Classifier(Kind):
     """A model whose output is one probability per label."""
 
-    parameters: ClassVar[list[dict]] = [TOP_K]
-    description: ClassVar[dict[str, dict]] = {
+    parameters: ClassVar[list[dict[str, Any]]] = [TOP_K]
+    description: ClassVar[dict[str, dict[str, Any]]] = {
         "threshold": {
             "type": "number",
             "nullable": True,
@@ -45,7 +45,7 @@ class Classifier(Kind):
         "classes": {"type": "array", "items": {"type": "string"}},
     }
 
-    def __init__(self, info: dict, defaults: Mapping[str, float]) -> None:
+    def __init__(self, info: dict[str, Any], defaults: Mapping[str, float]) -> None:
         super().__init__(info, defaults)
         self.labels: list[str] = info["labels"]
 
@@ -53,10 +53,10 @@ class Classifier(Kind):
         """How many classes an answer lists when the request doesn't say."""
         return min(int(self.defaults["top_k"]), len(self.labels))
 
-    def bound_parameters(self) -> list[dict]:
+    def bound_parameters(self) -> list[dict[str, Any]]:
         return [{**TOP_K, "schema": {**TOP_K["schema"], "maximum": len(self.labels)}}]
 
-    def options(self, query: Mapping[str, str]) -> dict:
+    def options(self, query: Mapping[str, str]) -> dict[str, Any]:
         raw = query.get("top_k")
         if raw is None:
             return {"top_k": self.default_top_k()}
@@ -67,18 +67,20 @@ class Classifier(Kind):
             )
         return {"top_k": k}
 
-    def ranked(self, probs: np.ndarray, k: int) -> list[dict]:
+    def ranked(self, probs: np.ndarray, k: int) -> list[dict[str, Any]]:
         """The k most probable labels, most probable first."""
         order = np.argsort(-probs, kind="stable")[: min(k, len(self.labels))]
         return [{"label": self.labels[i], "probability": round(float(probs[i]), 6)} for i in order]
 
-    def outputs(self) -> list[dict]:
+    def outputs(self) -> list[dict[str, Any]]:
         return [
             {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(self.labels)]},
             {"name": LABELS, "datatype": "BYTES", "shape": [-1, -1]},
         ]
 
-    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+    def tensor(
+        self, name: str, predictions: list[Prediction], parameters: dict[str, Any]
+    ) -> Tensor:
         rows = [prediction.output for prediction in predictions]
         if name == PROBABILITIES:
             array = np.stack(rows).astype("<f4")
@@ -89,7 +91,7 @@ class Classifier(Kind):
         labels = [[p["label"] for p in self.ranked(row, k)] for row in rows]
         return Tensor(name, "BYTES", [len(rows), k], [label for row in labels for label in row])
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
             "threshold": self.info.get("threshold"),

@@ -7,7 +7,7 @@ pad or squish), so a point is mapped back through the preprocessing's frame
 mapping, and then from the size the photo was decoded at to its own size.
 """
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,7 +26,7 @@ SIZE = {
 class Keypoints(Kind):
     name = "keypoints"
     draws_on_photo = True
-    schemas: ClassVar[dict[str, dict]] = {
+    schemas: ClassVar[dict[str, dict[str, Any]]] = {
         "KeypointsResult": {
             "type": "object",
             "description": "A keypoint model's answer: its points, in pixels of the upright "
@@ -46,16 +46,16 @@ class Keypoints(Kind):
             },
         }
     }
-    example: ClassVar[dict] = {
+    example: ClassVar[dict[str, Any]] = {
         "kind": "keypoints",
         "points": [{"x": 153.5, "y": 46.0}, {"x": 88.25, "y": 120.75}],
         "image": {"width": 320, "height": 240},
     }
-    description: ClassVar[dict[str, dict]] = {
+    description: ClassVar[dict[str, dict[str, Any]]] = {
         "count": {"type": "integer", "description": "How many points an answer has."}
     }
 
-    def __init__(self, info: dict, defaults: dict) -> None:
+    def __init__(self, info: dict[str, Any], defaults: dict[str, Any]) -> None:
         super().__init__(info, defaults)
         self.preprocessor = Preprocessor(info["preprocessing"])
 
@@ -70,7 +70,8 @@ class Keypoints(Kind):
         model = (scaled + 1) / 2 * np.array(frame.size)
         x, y = frame.to_photo(model[:, 0], model[:, 1])
         up = np.array(prediction.size) / np.array(prediction.decoded)  # draft decoding
-        return np.stack([x, y], axis=1) * up
+        points: np.ndarray = np.stack([x, y], axis=1) * up
+        return points
 
     def decide(self, output: np.ndarray) -> np.ndarray:
         return np.ravel(output)
@@ -80,7 +81,7 @@ class Keypoints(Kind):
         them to 1e-4 besides; this is what INT8's agreement check asks)."""
         return bool(np.abs(np.asarray(ours) - np.asarray(theirs)).max() <= 0.05)
 
-    def answer(self, prediction: Prediction, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         width, height = prediction.size
         return {
             "kind": self.name,
@@ -88,14 +89,16 @@ class Keypoints(Kind):
             "image": {"width": width, "height": height},
         }
 
-    def outputs(self) -> list[dict]:
+    def outputs(self) -> list[dict[str, Any]]:
         return [{"name": POINTS, "datatype": "FP32", "shape": [-1, self.count, 2]}]
 
-    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+    def tensor(
+        self, name: str, predictions: list[Prediction], parameters: dict[str, Any]
+    ) -> Tensor:
         array = np.stack([self.points(p) for p in predictions]).astype("<f4")
         return Tensor(name, "FP32", list(array.shape), array)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "count": self.count}
 
     def summary(self) -> str:

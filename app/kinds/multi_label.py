@@ -1,7 +1,7 @@
 """A multi-label classifier (`MultiCategoryBlock`, `BCEWithLogitsLossFlat`): every label
 whose probability (a sigmoid) is above the learner's threshold, as fastai decodes."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from app.kinds.classes import PREDICTION, Classifier
 
 class MultiLabel(Classifier):
     name = "multi-label"
-    schemas: ClassVar[dict[str, dict]] = {
+    schemas: ClassVar[dict[str, dict[str, Any]]] = {
         "MultiLabelResult": {
             "type": "object",
             "description": "A multi-label model's answer: every label's own probability "
@@ -35,7 +35,7 @@ class MultiLabel(Classifier):
         },
         "Prediction": PREDICTION,
     }
-    example: ClassVar[dict] = {
+    example: ClassVar[dict[str, Any]] = {
         "kind": "multi-label",
         "labels": ["red", "blue"],
         "threshold": 0.5,
@@ -48,7 +48,7 @@ class MultiLabel(Classifier):
 
     @property
     def threshold(self) -> float:
-        return self.info["threshold"]
+        return float(self.info["threshold"])
 
     def default_top_k(self) -> int:
         """Every label: each is a question of its own."""
@@ -66,7 +66,7 @@ class MultiLabel(Classifier):
         """fastai's own thresholding: the labels its decoded one-hot row marks."""
         return frozenset(int(i) for i in np.flatnonzero(decoded))
 
-    def answer(self, prediction: Prediction, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         output = prediction.output
         return {
             "kind": self.name,

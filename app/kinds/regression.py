@@ -2,7 +2,7 @@
 gives them (a y_range's sigmoid is part of the network), named where the learner's
 targets were read from named columns."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,7 +19,7 @@ NAMES = {
 
 class Regression(Kind):
     name = "regression"
-    schemas: ClassVar[dict[str, dict]] = {
+    schemas: ClassVar[dict[str, dict[str, Any]]] = {
         "RegressionResult": {
             "type": "object",
             "description": "An image regression model's answer: its values, in order.",
@@ -31,12 +31,12 @@ class Regression(Kind):
             },
         }
     }
-    example: ClassVar[dict] = {
+    example: ClassVar[dict[str, Any]] = {
         "kind": "regression",
         "values": [0.73, 0.12],
         "names": ["brightness", "disc_x"],
     }
-    description: ClassVar[dict[str, dict]] = {
+    description: ClassVar[dict[str, dict[str, Any]]] = {
         "names": NAMES,
         "count": {"type": "integer", "description": "How many values an answer has."},
     }
@@ -51,20 +51,23 @@ class Regression(Kind):
     def agrees(self, ours: object, theirs: object) -> bool:
         """The same values, within 2% (parity holds them to 1e-4 besides; this is what
         INT8's agreement check asks)."""
-        return bool(np.allclose(ours, theirs, rtol=0.02, atol=0.02))
+        a, b = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+        return bool(np.allclose(a, b, rtol=0.02, atol=0.02))
 
-    def answer(self, prediction: Prediction, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         values = [round(float(v), 6) for v in np.ravel(prediction.output)]
         return {"kind": self.name, "values": values, "names": self.info.get("names")}
 
-    def outputs(self) -> list[dict]:
+    def outputs(self) -> list[dict[str, Any]]:
         return [{"name": VALUES, "datatype": "FP32", "shape": [-1, self.count]}]
 
-    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+    def tensor(
+        self, name: str, predictions: list[Prediction], parameters: dict[str, Any]
+    ) -> Tensor:
         array = np.stack([np.ravel(p.output) for p in predictions]).astype("<f4")
         return Tensor(name, "FP32", list(array.shape), array)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "names": self.info.get("names"), "count": self.count}
 
     def summary(self) -> str:

@@ -14,7 +14,7 @@ aspect ratio) past it, so one request's mask can't take more memory than that.
 import base64
 import io
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -50,8 +50,8 @@ class Segmentation(Kind):
     name = "segmentation"
     draws_on_photo = True
     draws_images = True
-    parameters: ClassVar[list[dict]] = [MASK_OPTION]
-    schemas: ClassVar[dict[str, dict]] = {
+    parameters: ClassVar[list[dict[str, Any]]] = [MASK_OPTION]
+    schemas: ClassVar[dict[str, dict[str, Any]]] = {
         "SegmentationResult": {
             "type": "object",
             "description": "A segmentation model's answer: a class for every pixel of the "
@@ -80,7 +80,7 @@ class Segmentation(Kind):
             },
         }
     }
-    example: ClassVar[dict] = {
+    example: ClassVar[dict[str, Any]] = {
         "kind": "segmentation",
         "classes": ["background", "disc", "square"],
         "palette": ["#7f7f7f", "#1f77b4", "#ff7f0e"],
@@ -89,26 +89,27 @@ class Segmentation(Kind):
         "image": {"width": 320, "height": 240},
         "mask_size": {"width": 320, "height": 240},
     }
-    description: ClassVar[dict[str, dict]] = {
+    description: ClassVar[dict[str, dict[str, Any]]] = {
         "classes": CLASSES,
         "palette": COLOURS,
     }
 
-    def __init__(self, info: dict, defaults: dict) -> None:
+    def __init__(self, info: dict[str, Any], defaults: dict[str, Any]) -> None:
         super().__init__(info, defaults)
         self.preprocessor = Preprocessor(info["preprocessing"])
         count = info["output"]["shape"][0]
         self.classes: list[str] = info.get("classes") or [str(i) for i in range(count)]
         self.palette = [PALETTE[i % len(PALETTE)] for i in range(len(self.classes))]
 
-    def options(self, query: dict) -> dict:
+    def options(self, query: Mapping[str, str]) -> dict[str, Any]:
         raw = str(query.get("mask", "true")).lower()
         if raw not in ("true", "false", "1", "0"):
             raise ApiError("invalid_option", f"mask must be true or false, not {raw[:20]!r}.")
         return {"mask": raw in ("true", "1")}
 
     def decide(self, output: np.ndarray) -> np.ndarray:
-        return np.asarray(output).argmax(axis=0)
+        classes: np.ndarray = np.asarray(output).argmax(axis=0)
+        return classes
 
     def from_fastai(self, decoded: np.ndarray, output: np.ndarray) -> np.ndarray:
         """fastai's own mask."""
@@ -146,7 +147,7 @@ class Segmentation(Kind):
         # A class at a time: a byte a pixel (bincount would take 8).
         return [round(np.count_nonzero(mask == c) / mask.size, 6) for c in range(len(self.classes))]
 
-    def answer(self, prediction: Prediction, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         mask = self.mask(prediction)
         width, height = prediction.size
         answer = {
@@ -161,17 +162,21 @@ class Segmentation(Kind):
             answer["mask"] = "data:image/png;base64," + base64.b64encode(self.png(mask)).decode()
         return answer
 
-    def outputs(self) -> list[dict]:
+    def outputs(self) -> list[dict[str, Any]]:
         return [
             {"name": MASK, "datatype": "UINT8", "shape": [-1, -1, -1]},
             {"name": MASK_PNG, "datatype": "BYTES", "shape": [-1]},
             {"name": AREAS, "datatype": "FP32", "shape": [-1, len(self.classes)]},
         ]
 
-    def tensor(self, name: str, predictions: list[Prediction], parameters: dict) -> Tensor:
+    def tensor(
+        self, name: str, predictions: list[Prediction], parameters: dict[str, Any]
+    ) -> Tensor:
         return self.tensors({name: parameters}, predictions)[0]
 
-    def tensors(self, requested: Mapping[str, dict], predictions: list[Prediction]) -> list[Tensor]:
+    def tensors(
+        self, requested: Mapping[str, dict[str, Any]], predictions: list[Prediction]
+    ) -> list[Tensor]:
         masks = [self.mask(p) for p in predictions]  # once, for every output asked for
         return [self._tensor(name, masks) for name in requested]
 
@@ -186,7 +191,7 @@ class Segmentation(Kind):
         array = np.stack(masks)
         return Tensor(name, "UINT8", list(array.shape), array)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "classes": self.classes, "palette": self.palette}
 
     def summary(self) -> str:

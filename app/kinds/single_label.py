@@ -1,6 +1,6 @@
 """A single-label classifier (`CategoryBlock`): the top class is the answer."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -10,7 +10,7 @@ from app.kinds.classes import PREDICTION, Classifier
 
 class SingleLabel(Classifier):
     name = "single-label"
-    schemas: ClassVar[dict[str, dict]] = {
+    schemas: ClassVar[dict[str, dict[str, Any]]] = {
         "Result": {
             "type": "object",
             "description": "A single-label model's answer: its top class, then the top_k classes.",
@@ -26,7 +26,7 @@ class SingleLabel(Classifier):
         },
         "Prediction": PREDICTION,
     }
-    example: ClassVar[dict] = {
+    example: ClassVar[dict[str, Any]] = {
         "label": "espresso",
         "probability": 0.944298,
         "predictions": [
@@ -38,7 +38,7 @@ class SingleLabel(Classifier):
     def decide(self, output: np.ndarray) -> frozenset[int]:
         return frozenset({int(output.argmax())})
 
-    def answer(self, prediction: Prediction, options: dict) -> dict:
+    def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         output = prediction.output
         predictions = self.ranked(output, options["top_k"])
         return {**predictions[0], "predictions": predictions}

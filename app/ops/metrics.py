@@ -4,6 +4,8 @@ With WEB_CONCURRENCY > 1 each process counts its own requests: scrape each
 process, or run one process per container.
 """
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -79,7 +81,7 @@ class Metrics:
         self.batch_size.observe(batch)
 
     def watch(
-        self, admission: Admission, budget: UploadBudget, model_info: dict, kind: Kind
+        self, admission: Admission, budget: UploadBudget, model_info: dict[str, Any], kind: Kind
     ) -> None:
         """Read the gauges from the admission control and the upload budget; describe
         the model (its kind adds what it says of it: a classifier, its class count)."""
