@@ -40,7 +40,7 @@ class Number:
 
     def __call__(self, text: str) -> int | float:
         value: int | float = self.kind(text)
-        if not math.isfinite(value) or value < self.low:
+        if (isinstance(value, float) and not math.isfinite(value)) or value < self.low:
             raise ValueError(text)
         if self.high is not None and value > self.high:
             raise ValueError(text)

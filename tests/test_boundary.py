@@ -56,10 +56,15 @@ def loaded_by_importing(paths: list[Path]) -> set[str]:
 
 def loaded_by_running(code: str) -> set[str]:
     """The top-level packages a fresh interpreter has loaded after running `code`."""
+    return {name.split(".")[0] for name in modules_after(code)}
+
+
+def modules_after(code: str) -> set[str]:
+    """Every module a fresh interpreter has loaded after running `code`."""
     script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    return {name.split(".")[0] for name in run.stdout.split()}
+    return set(run.stdout.split())
 
 
 @pytest.mark.slow
@@ -93,11 +98,14 @@ def test_the_command_line_imports_no_web_framework_until_it_serves() -> None:
     assert not loaded_by_importing([ROOT / "app" / "cli.py"]) & WEB
     fastprogress = loaded_by_running("import fastprogress")
     assert "starlette" in fastprogress  # if this fails, the exception below can go
-    ours = loaded_by_running(  # as `python -m compiler` starts
+    modules = modules_after(  # as `python -m compiler` starts
         "import app.cli\nfrom compiler.torchvision_compat import ensure_torchvision\n"
         "ensure_torchvision()\nimport compiler.main"
     )
+    ours = {name.split(".")[0] for name in modules}
     assert "compiler" in ours and not (ours - fastprogress) & WEB
+    server = ("app.main", "app.http", "app.intake.fetch", "app.protocols", "app.pipeline")
+    assert not [name for name in modules if name.startswith(server)]
 
 
 @pytest.mark.unit

@@ -182,6 +182,9 @@ def test_batch_of_urls(open_client: TestClient, image_server: ImageServer) -> No
         ("64:ff9b::808:808", True),  # NAT64 wrapping 8.8.8.8
         ("::a00:1", False),  # IPv4-compatible 10.0.0.1
         ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("64:ff9b:1::a00:1", False),  # NAT64's local-use prefix, here carrying 10.0.0.1
+        ("::ffff:0:a00:1", False),  # SIIT's IPv4-translated 10.0.0.1
+        ("::ffff:0:808:808", True),  # SIIT's 8.8.8.8
         ("::", False),
         ("fe80::1%eth0", False),
         ("0.0.0.0", False),

@@ -199,6 +199,9 @@ def test_the_result_page_without_javascript_names_only_the_sites_urls(browser, o
     for url in links:  # paths (or the page's own data:), so the browser's https is theirs
         assert url.startswith(("/", "data:")) and not url.startswith("//"), url
         assert urlsplit(urljoin(page.url, url)).scheme in ("https", "data"), url
+    # Without the script the samples keep the server's own idea of the address: http, so
+    # the server really did not trust the proxy, and paths are what kept the page whole.
+    assert page.inner_text(".code pre code >> nth=0").startswith("curl -F file=@photo.jpg http://")
     page.context.close()
 
 

@@ -65,6 +65,8 @@ def test_values_are_read_and_cast() -> None:
         ({"MAX_UPLOAD_MB": "nan"}, "MAX_UPLOAD_MB='nan' is not valid: expected a number >= 0.001"),
         ({"QUEUE_TIMEOUT": "nan"}, "QUEUE_TIMEOUT='nan' is not valid: expected a number between"),
         ({"TOP_K": "²"}, "TOP_K='²' is not valid: expected an integer >= 1"),
+        ({"MAX_UPLOAD_MB": "1" + "0" * 400}, "MAX_UPLOAD_MB='1000"),
+        ({"MAX_IN_FLIGHT": "1" + "0" * 400}, "MAX_IN_FLIGHT='1000"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is not valid: expected one of critical, error"),
         ({"ALLOW_PRIVATE_URLS": "maybe"}, "ALLOW_PRIVATE_URLS='maybe' is not valid: expected true"),
         ({"WEB_CONCURRENCY": "-2"}, "WEB_CONCURRENCY='-2' is not valid"),

@@ -168,6 +168,39 @@ def test_admission_holds_a_slot_an_image_in_order_of_arrival() -> None:
     assert order == [("big", 2), ("small", 1)] and peak == 2
 
 
+@pytest.mark.unit
+def test_a_failed_image_waits_for_the_others_and_a_cancelled_waiter_gives_its_place() -> None:
+    """No work outlives the slots it ran under: when one image fails with an error of
+    ours, the others finish before the error comes out. A request cancelled while it
+    waits (its client gone) leaves the queue, and the next in line is served."""
+    finished = []
+
+    async def image(index: int) -> None:
+        if index == 0:
+            raise RuntimeError("a fault of ours")
+        await asyncio.sleep(0.02)
+        finished.append(index)
+
+    async def run() -> tuple[list[int], int, int, int]:
+        admission = Admission(max_in_flight=2, max_queue=2, queue_timeout_s=5)
+        try:
+            async with admission.admit(3) as slots:
+                await slots.map(image, range(3))
+        except RuntimeError:
+            done = sorted(finished)
+        async with admission.admit(2):
+            gone = asyncio.create_task(admission.admit(1).__aenter__())
+            next_in_line = asyncio.create_task(admission.admit(1).__aenter__())
+            await asyncio.sleep(0)
+            gone.cancel()
+            await asyncio.sleep(0)
+            waiting = admission.waiting
+        await next_in_line
+        return done, waiting, admission.in_flight, admission.waiting
+
+    assert asyncio.run(run()) == ([1, 2], 1, 1, 0)
+
+
 def test_a_mask_is_drawn_once_for_every_output_made_from_it() -> None:
     """/v2's mask, mask_png and areas of two photos: two masks drawn, not six."""
     resize = {"op": "resize", "size": [8, 8], "method": "squish"}

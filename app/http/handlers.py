@@ -122,7 +122,12 @@ class Unexpected:
             if started:  # half an answer is out: nothing more can be said
                 return
             error = ApiError("internal_error", INTERNAL_ERROR)
-            response = self.render(request, error, {"X-Request-ID": rid} if rid else {})
+            headers = {"X-Request-ID": rid} if rid else {}
+            try:
+                response = self.render(request, error, headers)
+            except Exception:  # the page itself may be what broke: answer in JSON
+                logger.exception("the error's page could not be drawn", extra={"request_id": rid})
+                response = JSONResponse(error.body(rid), status_code=500, headers=headers)
             await response(scope, receive, send)
 
 

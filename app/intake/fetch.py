@@ -33,10 +33,12 @@ def _refused(host: str) -> ApiError:
 
 
 # IPv6 prefixes whose last 32 bits are an IPv4 address that a gateway or the host
-# itself reaches: NAT64's well-known prefix (RFC 6052) and the deprecated
-# IPv4-compatible addresses (RFC 4291), beside the mapped, 6to4 and Teredo forms.
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# itself reaches: NAT64's well-known prefix (RFC 6052), SIIT's IPv4-translated
+# addresses (RFC 2765) and the deprecated IPv4-compatible ones (RFC 4291), beside the
+# mapped, 6to4 and Teredo forms. NAT64's local-use prefix (RFC 8215) embeds an address
+# of the operator's choosing wherever it likes: never public.
+EMBEDDING = [ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96")]
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -44,7 +46,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.ipv4_mapped or ip.sixtofour
     if ip.teredo:
         return ip.teredo[1]
-    if ip in NAT64 or (ip in IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1
+    if any(ip in network for network in EMBEDDING) and int(ip) > 1:  # not :: or ::1
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -54,6 +56,8 @@ def is_public(address: str) -> bool:
     carries an IPv4 one, only when that one is too."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in LOCAL_NAT64:
+            return False
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             return is_public(str(embedded))

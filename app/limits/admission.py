@@ -40,15 +40,20 @@ class Slots:
         return_exceptions: bool = False,
     ) -> list[Any]:
         """`work` on every item, at most `count` at once, each result in its item's place
-        (an exception too, with `return_exceptions`, as asyncio.gather gives it)."""
+        (an exception too, with `return_exceptions`). Every item has finished before this
+        returns or raises (the first exception, without `return_exceptions`), so no work
+        outlives the slots it ran under."""
 
         async def one(item: T) -> R:
             async with self._limit:
                 return await work(item)
 
-        return await asyncio.gather(
-            *(one(item) for item in items), return_exceptions=return_exceptions
-        )
+        results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+        if not return_exceptions:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return results
 
 
 class Admission:

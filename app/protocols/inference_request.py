@@ -35,7 +35,7 @@ class RequestInput(msgspec.Struct):
     datatype: str
     shape: list[int]
     data: list[Any] | None = None  # the protocol's; this input's are base64 strings
-    parameters: InputParameters = InputParameters()
+    parameters: InputParameters | None = None  # null: the defaults, as for no parameters
 
 
 class OutputFlags(msgspec.Struct):
@@ -46,7 +46,7 @@ class OutputFlags(msgspec.Struct):
 
 class RequestOutput(msgspec.Struct):
     name: str
-    parameters: dict[str, Any] = {}
+    parameters: dict[str, Any] | None = None
 
 
 class RequestParameters(msgspec.Struct, frozen=True):
@@ -56,7 +56,7 @@ class RequestParameters(msgspec.Struct, frozen=True):
 class InferenceRequest(msgspec.Struct):
     inputs: list[RequestInput]
     id: str | None = None
-    parameters: RequestParameters = RequestParameters()
+    parameters: RequestParameters | None = None
     outputs: list[RequestOutput] | None = None
 
 
@@ -110,7 +110,7 @@ def _images(header: InferenceRequest, binary: bytes, max_items: int) -> list[byt
     tensor = header.inputs[0]
     if tensor.datatype != "BYTES" or len(tensor.shape) != 1:
         raise invalid(f"{INPUT!r} must be BYTES with shape [N].")
-    size = tensor.parameters.binary_data_size
+    size = (tensor.parameters or InputParameters()).binary_data_size
     if size is not None:
         if size != len(binary):
             raise invalid(f"{INPUT!r}'s binary_data_size does not match the data sent.")
@@ -132,21 +132,22 @@ def _images(header: InferenceRequest, binary: bytes, max_items: int) -> list[byt
 
 def _outputs(header: InferenceRequest, names: list[str]) -> dict[str, tuple[bool, dict[str, Any]]]:
     """The outputs to send: all the kind's unless the request names some."""
-    every_binary = header.parameters.binary_data_output
+    every_binary = (header.parameters or RequestParameters()).binary_data_output
     if header.outputs is None:
         return {name: (every_binary, {}) for name in names}
     chosen = {}
     for output in header.outputs:
+        parameters = output.parameters or {}
         if output.name not in names:
             raise invalid(
                 f"Unknown output {output.name[:80]!r}: there are {', '.join(map(repr, names))}."
             )
         try:
-            flags = msgspec.convert(output.parameters, OutputFlags)
+            flags = msgspec.convert(parameters, OutputFlags)
         except msgspec.ValidationError as exc:
             raise invalid(f"Output {output.name!r}'s parameters: {exc}.") from None
         binary = every_binary if flags.binary_data is None else flags.binary_data
-        chosen[output.name] = (binary, output.parameters)
+        chosen[output.name] = (binary, parameters)
     return chosen
 
 

@@ -106,7 +106,7 @@ def _json_data(tensor: Tensor) -> bytes:
     if array.dtype == np.uint8:
         chars = DIGITS[array.ravel()].ravel()
         return b"[" + bytes(chars[chars != 0].tobytes())[:-1] + b"]"
-    return json.dumps(array.ravel().tolist()).encode()
+    return json.dumps(array.ravel().tolist(), allow_nan=False).encode()  # NaN: not JSON
 
 
 def _encode(tensor: Tensor, binary: bool) -> tuple[bytes, bytes]:
