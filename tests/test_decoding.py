@@ -25,17 +25,21 @@ def _page_and_info(model: Path) -> tuple[str, dict]:
 
 
 def test_fast_decode_is_measured_recorded_and_shown(colours_model: Path, tmp_path: Path) -> None:
-    from compiler.decoding import MIN_AGREEMENT
+    """With --int8 too (one compile for both): the record is measured on the INT8 graph
+    that is written, so measuring the written file again gives the same figures."""
+    from compiler.decoding import MIN_AGREEMENT, reduced_decoding
     from compiler.parity import PHONE_12MP, phone_photo
 
     out = tmp_path / "fast.onnx"
-    run = run_cli("compile", str(colours_model), "-o", str(out), "--fast-decode")
+    run = run_cli("compile", str(colours_model), "-o", str(out), "--fast-decode", "--int8")
     assert run.returncode == 0, run.stderr
     said = [line for line in run.stderr.splitlines() if line.startswith("reduced-scale JPEG")]
     assert len(said) == 1 and "answer on 12 of 12 held-out photos (100.0%)" in said[0]
 
     model = Model.load(out)
     decoding = model.metadata()["decoding"]
+    assert model.metadata()["precision"] == "int8"
+    assert reduced_decoding(model, None) == decoding
     assert decoding["jpeg"] == "reduced" and decoding["draft_size"] == 2 * 48
     assert decoding["min_agreement"] == MIN_AGREEMENT
     assert decoding["holdout"]["images"] == decoding["holdout"]["same_labels"] == 12
@@ -47,20 +51,6 @@ def test_fast_decode_is_measured_recorded_and_shown(colours_model: Path, tmp_pat
     page, info = _page_and_info(out)
     assert info["decoding"] == decoding
     assert "JPEGs decoded at reduced scale: the exact answer on 12 of 12 held-out" in page
-
-
-def test_with_int8_it_is_measured_on_the_int8_graph(colours_model: Path, tmp_path: Path) -> None:
-    """The record describes the file written: measured again on the written INT8 graph, the
-    same figures."""
-    from compiler.decoding import reduced_decoding
-
-    out = tmp_path / "int8-fast.onnx"
-    run = run_cli("compile", str(colours_model), "-o", str(out), "--int8", "--fast-decode")
-    assert run.returncode == 0, run.stderr
-    model = Model.load(out)
-    recorded = model.metadata()["decoding"]
-    assert model.metadata()["precision"] == "int8" and recorded["jpeg"] == "reduced"
-    assert reduced_decoding(model, None) == recorded
 
 
 def test_without_it_photos_are_decoded_at_full_size(colours_compiled: Path) -> None:
