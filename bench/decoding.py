@@ -25,7 +25,7 @@ from bench.results import (
     Results,
 )
 from bench.servers import ROOT
-from bench.tables import table
+from bench.tables import agreement, table
 
 C = TUNING_CONCURRENCY
 FAST_MODEL = ROOT / "test-artifacts" / "export-fast-decode.onnx"  # compiled afresh every run
@@ -96,8 +96,5 @@ def section(r: Results) -> list[str]:
         "",
         f"Agreement of the fast path, measured by its compile on held-out photos "
         f"({held['folder']}, each decoded both ways where reduced scale changes it): the "
-        f"exact decoding's answer on {held['same_labels']} of {held['images']} "
-        f"({held['agreement']:.1%}; compiling refuses below {d.record['min_agreement']:.0%}), "
-        f"largest probability difference {held['max_abs_diff']:.3f} ({held['worst_image']})"
-        + (f"; changed: {', '.join(held['changed'])}." if held["changed"] else "."),
+        f"exact decoding's answer on {agreement(held, d.record['min_agreement'])}",
     ]

@@ -10,7 +10,7 @@ from bench import decoding
 from bench.ceiling import BATCHES
 from bench.notes import notes
 from bench.results import CONCURRENCY, LOAD_PHOTO, TUNING_CONCURRENCY, Results
-from bench.tables import load_table, table
+from bench.tables import agreement, load_table, table
 from bench.targets import targets
 
 C = TUNING_CONCURRENCY
@@ -60,10 +60,7 @@ def int8(r: Results) -> list[str]:
         "",
         f"Agreement, measured by the compile on held-out photos ({held['folder']}, each as "
         f"it is and mirrored; calibrated on {r.int8['calibration']['images']} others): "
-        f"fp32's answer on {held['same_labels']} of {held['images']} "
-        f"({held['agreement']:.1%}; compiling refuses below {r.int8['min_agreement']:.0%}), "
-        f"largest probability difference {held['max_abs_diff']:.3f} ({held['worst_image']})"
-        + (f"; changed: {', '.join(held['changed'])}." if held["changed"] else "."),
+        f"fp32's answer on {agreement(held, r.int8['min_agreement'])}",
         "Layers kept float: " + ", ".join(f"`{name}`" for name in r.int8["float_layers"]) + ".",
     ]
 

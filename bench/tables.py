@@ -1,4 +1,5 @@
-"""Markdown tables, as the benchmark page writes them."""
+"""Markdown tables, as the benchmark page writes them, and the words for an agreement a
+compile measured (compiler/quantize.py's `agreement_of` figures)."""
 
 from bench.load import LoadResult
 
@@ -27,4 +28,14 @@ def load_table(labels: list[str], rows: list[tuple[list[str], LoadResult]]) -> l
             ]
             for cells, r in rows
         ],
+    )
+
+
+def agreement(held: dict, floor: float) -> str:
+    """ "N of M (x%; ...), largest probability difference d (worst)" and what changed."""
+    return (
+        f"{held['same_labels']} of {held['images']} ({held['agreement']:.1%}; compiling "
+        f"refuses below {floor:.0%}), largest probability difference "
+        f"{held['max_abs_diff']:.3f} ({held['worst_image']})"
+        + (f"; changed: {', '.join(held['changed'])}." if held["changed"] else ".")
     )

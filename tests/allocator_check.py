@@ -4,7 +4,6 @@ processes whose allocator glibc set differently at start, to prove the setting c
 the speed and not the bytes."""
 
 import hashlib
-import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +14,7 @@ from PIL import Image
 from app.errors import ApiError
 from app.inference.images import ANY_SIZE
 from app.inference.model import Model
-from tests.helpers import COMPILED
+from tests.helpers import COMPILED, encode
 
 
 def variants() -> dict[str, bytes]:
@@ -31,9 +30,7 @@ def variants() -> dict[str, bytes]:
         ("CMYK", photo.convert("CMYK"), {}),
         ("EXIF-rotated", photo, {"exif": exif}),
     ]:
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90, **options)
-        found[name] = buffer.getvalue()
+        found[name] = encode(image, "JPEG", quality=90, **options)
     found["truncated"] = found["baseline 4:2:0"][: len(found["baseline 4:2:0"]) // 2]
     return found
 

@@ -7,8 +7,7 @@ result's fragment (app/http/pages.py); a program gets JSON.
 
 import asyncio
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.endpoints import HTTPEndpoint
@@ -18,11 +17,9 @@ from starlette.responses import JSONResponse, Response
 from app.errors import ApiError
 from app.http.pages import page_photo, render_page, wants_html
 from app.intake.request import batch_sources, single_source, source_from_form, source_from_json
+from app.limits.admission import all_finished
 from app.limits.disconnect import until_disconnect
 from app.services import Services
-
-A = TypeVar("A")
-B = TypeVar("B")
 
 
 def elapsed_ms(started: float) -> float:
@@ -52,7 +49,10 @@ class Predict(HTTPEndpoint):
             data = await pipeline.fetch(source, request.state.reservation)
             async with services.admission.admit():  # decoding, inference, drawing
                 if html:
-                    return await both(pipeline.answer(data, options), page_photo(services, data))
+                    result, photo = await all_finished(
+                        pipeline.answer(data, options), page_photo(services, data)
+                    )
+                    return result, photo
                 return await pipeline.answer(data, options), None
 
         result, photo = await until_disconnect(request, answer())
@@ -61,17 +61,6 @@ class Predict(HTTPEndpoint):
         if html:
             return render_page(request, result=result, photo=photo)
         return JSONResponse(result)
-
-
-async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Both at once, both finished before this returns (so no work outlives the slot it
-    ran under), the first error raised."""
-    one, two = await asyncio.gather(first, second, return_exceptions=True)
-    if isinstance(one, BaseException):
-        raise one
-    if isinstance(two, BaseException):
-        raise two
-    return one, two
 
 
 async def predict_batch(request: Request) -> JSONResponse:

@@ -48,12 +48,20 @@ class Slots:
             async with self._limit:
                 return await work(item)
 
-        results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
-        if not return_exceptions:
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-        return results
+        runs = [one(item) for item in items]
+        if return_exceptions:
+            return await asyncio.gather(*runs, return_exceptions=True)
+        return await all_finished(*runs)
+
+
+async def all_finished(*work: Awaitable[Any]) -> list[Any]:
+    """asyncio.gather, except that every one has finished before the first error comes
+    out: work run under a request's slots never outlives them."""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 class Admission:
