@@ -42,8 +42,9 @@ LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped or ip.sixtofour:
-        return ip.ipv4_mapped or ip.sixtofour
+    embedded = ip.ipv4_mapped or ip.sixtofour
+    if embedded is not None:
+        return embedded
     if ip.teredo:
         return ip.teredo[1]
     if any(ip in network for network in EMBEDDING) and int(ip) > 1:  # not :: or ::1
