@@ -78,6 +78,24 @@ ERRORS: dict[str, ErrorCode] = {
     "invalid_option": ErrorCode(
         (422,), "A query option of the model's kind (`mask`) has a value it can't take.", PREDICT
     ),
+    "explain_not_applicable": ErrorCode(
+        (422,),
+        "`explain=true` for a keypoints or segmentation model, whose answer is already a "
+        "place in the photo.",
+        PREDICT,
+    ),
+    "explain_unavailable": ErrorCode(
+        (422,),
+        "`explain=true` for a model that can't explain its answers; /api/model's "
+        "`explanation.refused` says why.",
+        PREDICT,
+    ),
+    "invalid_explain_target": ErrorCode(
+        (422,),
+        "`explain_class` names no label the answer can be explained for (a multi-label "
+        "model's: a label that passed), or `explain_value` no value of the model.",
+        PREDICT,
+    ),
     "url_not_allowed": ErrorCode(
         (422,), "The URL's host is not a public address (ALLOW_PRIVATE_URLS).", URL
     ),

@@ -198,6 +198,10 @@ SETTINGS = (
             "largest mask a segmentation model answers with: a bigger photo's mask is scaled "
             "down to it, which bounds each answer's memory "
             "([models.md](models.md#what-each-kind-answers))"),
+    Setting("max_heatmap_megapixels", "MAX_HEATMAP_MEGAPIXELS", Number(float, 0.001), "0.25",
+            "largest explanation heatmap (explain=true): the photo's size scaled down to it; "
+            "a map of 7 x 7 cells has no finer detail, and the page stretches it over the "
+            "photo ([models.md](models.md#where-did-it-look))"),
     Setting("max_batch_items", "MAX_BATCH_ITEMS", Number(int, 1, 256), "16",
             "images in one `/api/predict/batch` request"),
     Setting("cors_origins", "CORS_ORIGINS",
@@ -282,6 +286,7 @@ class Settings:
     max_upload_mb: float
     max_image_megapixels: float
     max_mask_megapixels: float
+    max_heatmap_megapixels: float
     max_batch_items: int
     cors_origins: tuple[str, ...]
     log_level: str

@@ -1,6 +1,7 @@
 """Where a network looks: its split into the body that makes the last spatial feature map
-and the head that pools it, and Recipro-CAM computed with torch on the learner itself, the
-reference a served map is to be proven against (issue 26; groundwork, not yet served).
+and the head that pools it, the head's run on each cell alone that the compiled graph
+carries (`CellScores`), and Recipro-CAM computed with torch on the learner itself, the
+reference the served map is proven against (compiler/explaining.py).
 
 Recipro-CAM (Byun and Lee, 2022; the authors' code, sybyun/ReciproCAM): for each cell of
 the feature map, the head is run on a map that keeps only that cell (every other cell
@@ -96,26 +97,129 @@ def masked(features: torch.Tensor) -> torch.Tensor:
     return eye * features.unsqueeze(0)
 
 
-def recipro_cam(
+def recipro_cam_scores(
     network: nn.Module,
     split: Split,
     image: torch.Tensor,
     target: int,
     activation: Callable[[torch.Tensor], torch.Tensor],
 ) -> np.ndarray:
-    """The Recipro-CAM map [h, w] of `target` for one preprocessed `image` [1, 3, H, W],
-    min-max normalised (a flat map is all zeros), in float64."""
-    captured: list[torch.Tensor] = []
-    handle = split.pool.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
+    """Recipro-CAM's scores [h, w] of `target` for one preprocessed `image` [1, 3, H, W],
+    in float64: the learner's network run on the image once per cell, its pooling given
+    the map that keeps only that cell. The network's parts that ran before the pooling
+    give what they gave for the image (each is deterministic in eval mode), so the body
+    isn't run h*w times over."""
+    with torch.no_grad(), replaying(network.eval(), split.pool, image) as features:
+        maps = masked(features)
+        batch = image.expand(len(maps), *image.shape[1:])
+        with _replaced_input(split.pool, maps):
+            scores = activation(network(batch))[:, target].double().numpy()
+    return scores.reshape(maps.shape[2], maps.shape[3])
+
+
+@contextmanager
+def replaying(network: nn.Module, pool: nn.Module, image: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Runs `network` on `image`; while inside, its top-level parts that ran before `pool`
+    (not those it is part of) return, call by call, what they gave then, for any batch.
+    Gives the map `pool` was given."""
+    named = dict(network.named_modules())
+    around = {name for name, module in named.items() if any(m is pool for m in module.modules())}
+    calls: dict[str, list[torch.Tensor | None]] = {}
+    seen: list[torch.Tensor] = []
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(part: nn.Module, args: tuple, output: object) -> None:
+            before = not seen and isinstance(output, torch.Tensor)
+            calls.setdefault(name, []).append(output if before else None)  # type: ignore[arg-type]
+
+        return hook
+
+    handles = [
+        named[name].register_forward_hook(record(name)) for name in named if name not in around
+    ]
+    handles.append(pool.register_forward_pre_hook(lambda mod, args: seen.append(args[0])))
     try:
-        with torch.no_grad():
-            network.eval()(image)
+        network(image)
     finally:
-        handle.remove()
-    maps = masked(captured[0][0])
-    batch = image.expand(len(maps), *image.shape[1:])  # the body runs again; its output is replaced
-    with torch.no_grad(), _replaced_input(split.pool, maps):
-        scores = activation(network(batch))[:, target].double().numpy()
-    low, high = scores.min(), scores.max()
-    normalised = (scores - low) / (high - low) if high > low else np.zeros_like(scores)
-    return normalised.reshape(split.height, split.width)
+        for handle in handles:
+            handle.remove()
+    # The outermost of the parts that ran (a ModuleList never runs; its members do).
+    parts = [
+        named[name]
+        for name in calls
+        if not any(name.startswith(other + ".") for other in calls if other != name)
+    ]
+    outputs = {named[name]: calls[name] for name in calls}
+    for part in parts:
+        part.forward = _replay(part.forward, iter(outputs[part]))  # type: ignore[method-assign]
+    try:
+        yield seen[0][0]
+    finally:
+        for part in parts:
+            del part.forward
+
+
+def _replay(
+    forward: Callable[..., torch.Tensor], outputs: Iterator[torch.Tensor | None]
+) -> Callable[..., torch.Tensor]:
+    def replayed(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        output = next(outputs, None)
+        if output is None:
+            return forward(x, *args, **kwargs)
+        return output.expand(len(x), *output.shape[1:]).contiguous()
+
+    return replayed
+
+
+class CellScores(nn.Module):
+    """The last feature map [B, C, h, w] in, the served activation's scores [B, h, w,
+    outputs] of the head run on each cell alone out: Recipro-CAM's masked maps, as one
+    batch of B*h*w rows.
+
+    The masked maps are never made: a global pooling of a map that keeps one cell is
+    that cell divided by the cells (average), the cell or 0, whichever is larger (max,
+    with more than one cell), or both (fastai's concat pooling, max first), so the
+    pooling's output is replaced by those rows. The rest of the head is the learner's
+    own code, run by calling the network on a batch of zeros with that replacement: the
+    body's work on the zeros is unused, and the exporter leaves it out of the graph.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        split: Split,
+        activation: Callable[[torch.Tensor], torch.Tensor],
+        example: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.split = split
+        self.activation = activation
+        self.input_shape = tuple(example.shape[1:])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = features.shape
+        rows = batch * height * width
+        cells = features.flatten(2).transpose(1, 2).reshape(rows, channels, 1, 1)
+        pooled = _pooled(self.split.pool, cells, features[0, 0].flatten())
+        handle = self.split.pool.register_forward_hook(lambda mod, args, out: pooled)
+        try:
+            scores = self.activation(self.network(features.new_zeros((rows, *self.input_shape))))
+        finally:
+            handle.remove()
+        return scores.reshape(batch, height, width, -1).float()
+
+
+def _pooled(pool: nn.Module, cells: torch.Tensor, one_channel: torch.Tensor) -> torch.Tensor:
+    """What `pool` gives for each masked map, from its kept cell; `one_channel` (one
+    channel's cells) counts the cells in the graph, so a learner that takes images at their
+    own size gets the map it has."""
+    count = torch.ones_like(one_channel).sum()
+    if isinstance(pool, nn.AdaptiveAvgPool2d):
+        return cells / count
+    # With other cells there, the zeros they became win over a negative cell.
+    floor = torch.where(count > 1, torch.zeros_like(count), torch.full_like(count, -torch.inf))
+    highest = torch.maximum(cells, floor)
+    if isinstance(pool, nn.AdaptiveMaxPool2d):
+        return highest
+    return torch.cat([highest, cells / count], 1)  # AdaptiveConcatPool2d: max, then average

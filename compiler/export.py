@@ -14,22 +14,28 @@ from collections.abc import Iterator
 import torch
 from fastai.learner import Learner
 
+from app.inference.model import CELLS, FEATURES
 from compiler.batch import RESIZING, Divide, Normalize, ResampleOwnSize
+from compiler.explanation import CellScores, Split, replaying
 from compiler.learner import CompileError
 from compiler.pipeline import Translation
 
 OPSET = 17
 INPUT, OUTPUT = "images", "probabilities"
+Axes = dict[str, dict[int, str]]  # each input's or output's dynamic axes, by name
 
 
 class ServedNetwork(torch.nn.Module):
     """uint8 images in (batch, height, width, channels), probabilities out.
 
     fastai's ToTensor (the layout), the learner's validation batch transforms in
-    their order, the network and the loss function's activation.
+    their order, the network and the loss function's activation. With a `split`
+    (compiler/explanation.py), the last feature map as well, which explaining reads.
     """
 
-    def __init__(self, learn: Learner, translation: Translation) -> None:
+    def __init__(
+        self, learn: Learner, translation: Translation, split: Split | None = None
+    ) -> None:
         super().__init__()
         width, height = translation.preprocessing["size"] or (None, None)
         channels = _channels(translation)
@@ -47,10 +53,19 @@ class ServedNetwork(torch.nn.Module):
         self.batch = torch.nn.Sequential(*ops)
         self.network = learn.model.eval()
         self.activation = getattr(learn.loss_func, "activation", None) or _softmax
+        self.split = split
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = self.batch(images.permute(0, 3, 1, 2))
-        return self.activation(self.network(x)).float()
+        if self.split is None:
+            return self.activation(self.network(x)).float()
+        kept: list[torch.Tensor] = []
+        handle = self.split.pool.register_forward_pre_hook(lambda mod, args: kept.append(args[0]))
+        try:
+            probabilities = self.activation(self.network(x)).float()
+        finally:
+            handle.remove()
+        return probabilities, kept[0].float()
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -83,12 +98,12 @@ def _channels(translation: Translation) -> int:
     return 3 if translation.preprocessing["mode"] == "RGB" else 1
 
 
-def _export(module: torch.nn.Module, args: tuple, dynamic: bool, sized: bool = True) -> bytes:
-    """ONNX bytes; `dynamic`: a batch axis (and, unless `sized`, height and width) of
-    any length."""
+def _export(
+    module: torch.nn.Module, args: tuple, inputs: Axes | None = None, outputs: Axes | None = None
+) -> bytes:
+    """ONNX bytes, with the inputs and outputs named and their dynamic axes (of any
+    length) as given."""
     buffer = io.BytesIO()
-    spatial = {} if sized else {1: "height", 2: "width"}
-    axes = {INPUT: {0: "batch", **spatial}, OUTPUT: {0: "batch"}} if dynamic else None
     with warnings.catch_warnings(), _quiet_stderr():
         warnings.simplefilter("ignore")  # TracerWarnings about Python-side values
         torch.onnx.export(
@@ -97,16 +112,16 @@ def _export(module: torch.nn.Module, args: tuple, dynamic: bool, sized: bool = T
             buffer,
             dynamo=False,
             opset_version=OPSET,
-            input_names=[INPUT] if dynamic else None,
-            output_names=[OUTPUT] if dynamic else None,
-            dynamic_axes=axes,
+            input_names=list(inputs) if inputs else None,
+            output_names=list(outputs) if outputs else None,
+            dynamic_axes={**inputs, **outputs} if inputs and outputs else None,
         )
     return buffer.getvalue()
 
 
 def _exports(module: torch.nn.Module, args: tuple) -> bool:
     try:
-        _export(module, args, dynamic=False)
+        _export(module, args)
     except Exception:  # noqa: BLE001 - any failure means this layer doesn't export
         return False
     return True
@@ -151,15 +166,35 @@ def output_shape(learn: Learner, translation: Translation) -> list[int]:
         return list(ServedNetwork(learn, translation).eval()(_example(translation)).shape[1:])
 
 
-def export_graph(learn: Learner, translation: Translation) -> bytes:
+def network_input(learn: Learner, translation: Translation) -> torch.Tensor:
+    """An input of the learner's network, as the served graph gives it one image."""
+    with torch.no_grad():
+        return (
+            ServedNetwork(learn, translation)
+            .eval()
+            .batch(_example(translation)[:1].permute(0, 3, 1, 2))
+        )
+
+
+def _spatial(translation: Translation, first: int) -> dict[int, str]:
+    """Height and width axes from `first`, for a learner that takes images at their own size."""
+    return {} if translation.preprocessing["size"] else {first: "height", first + 1: "width"}
+
+
+def export_graph(learn: Learner, translation: Translation, split: Split | None = None) -> bytes:
     """The served network as ONNX bytes, with a dynamic batch axis (and dynamic height
-    and width for a learner that takes images at their own size)."""
-    size = translation.preprocessing["size"]
+    and width for a learner that takes images at their own size); with a `split`, the
+    last feature map is an output too (FEATURES)."""
     example = _example(translation)
-    served = ServedNetwork(learn, translation).eval()
+    served = ServedNetwork(learn, translation, split).eval()
+    outputs = {OUTPUT: {0: "batch"}}
+    if split is not None:
+        outputs[FEATURES] = {0: "batch", **_spatial(translation, 2)}
     try:
         with torch.no_grad():
-            return _export(served, (example,), dynamic=True, sized=size is not None)
+            return _export(
+                served, (example,), {INPUT: {0: "batch", **_spatial(translation, 1)}}, outputs
+            )
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         layer = failing_layer(served.network, served.batch(example.permute(0, 3, 1, 2)))
@@ -170,3 +205,20 @@ def export_graph(learn: Learner, translation: Translation) -> bytes:
             "torch.autograd.Function with a symbolic() method) and compile again; "
             "see docs/models.md, 'A model that won't compile'"
         ) from None
+
+
+def export_head(learn: Learner, translation: Translation, split: Split) -> bytes:
+    """The head run on each cell of the feature map alone (compiler/explanation.py's
+    CellScores) as ONNX bytes: FEATURES in, CELLS out."""
+    served = ServedNetwork(learn, translation).eval()
+    example = network_input(learn, translation)
+    # A one-pixel stand-in for the body's input: the graph makes it only for its shape
+    # (the default network reads its batch size from it), never runs the body on it.
+    stand_in = example[..., :1, :1]
+    head = CellScores(served.network, split, served.activation, stand_in).eval()
+    features = torch.zeros((2, split.channels, split.height, split.width))
+    inputs = {FEATURES: {0: "batch", **_spatial(translation, 2)}}
+    outputs = {CELLS: {0: "batch", 1: "rows", 2: "columns"}}
+    # The body's parts give what they gave for the example: tracing runs the head alone.
+    with torch.no_grad(), replaying(served.network, split.pool, example):
+        return _export(head, (features,), inputs, outputs)

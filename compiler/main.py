@@ -18,12 +18,21 @@ import torch
 from app.inference.model import EXACT, FORMAT, METADATA_KEY, Model
 from app.kinds import kind_of
 from compiler.decoding import check_fast_decode, reduced_decoding
-from compiler.export import OPSET, activation_name, export_graph, output_shape
+from compiler.explaining import attach, check_explanation, detach, int8_agreement, split_of
+from compiler.explanation import Split
+from compiler.export import (
+    OPSET,
+    activation_name,
+    export_graph,
+    export_head,
+    network_input,
+    output_shape,
+)
 from compiler.kinds import check_frame, task
-from compiler.learner import read_learner
+from compiler.learner import CompileError, read_learner
 from compiler.parity import check_parity
 from compiler.pipeline import translate
-from compiler.quantize import CALIBRATION, quantize
+from compiler.quantize import CALIBRATION, photos, quantize
 
 
 def _with_info(graph: bytes, info: dict) -> bytes:
@@ -112,8 +121,10 @@ def compile_file(
         "parity": None,
         "quantization": None,
         "decoding": EXACT,
+        "explanation": None,
     }
-    graph = export_graph(learn, translation)
+    split = split_of(learn, kind_of(described), network_input(learn, translation))
+    graph, split = _explaining(learn, translation, split)
     with tempfile.TemporaryDirectory() as tmp:
         unproven = Path(tmp) / "unproven.onnx"
         unproven.write_bytes(_with_info(graph, info))
@@ -124,6 +135,24 @@ def compile_file(
             f"{parity['max_abs_diff']:.2g} (tolerance {parity['tolerance']:g}), the same "
             "decoded answers on all"
         )
+        if isinstance(split, Split):
+            try:
+                info["explanation"] = check_explanation(
+                    learn, translation, Model.load(unproven), split
+                )
+            except CompileError as exc:
+                split = str(exc)
+                graph = export_graph(learn, translation)
+        if isinstance(split, str):
+            info["explanation"] = {"refused": split}
+            say(f"explanations: none, since {split}")
+        else:
+            explained = info["explanation"]["parity"]
+            say(
+                f"explanations (Recipro-CAM at {split.name}, {split.height}x{split.width} "
+                f"cells): the same maps as torch's on the learner, largest difference "
+                f"{max(explained['max_abs_diff'], explained['max_abs_diff_normalised']):.2g}"
+            )
         if int8:
             proven = Path(tmp) / "fp32.onnx"
             proven.write_bytes(_with_info(graph, info))
@@ -156,10 +185,24 @@ def quantize_file(
 def _quantized(fp32: Path, say, calibration: Path, holdout: Path | None) -> tuple[bytes, dict]:
     """The INT8 graph and its metadata."""
     info = Model.load(fp32).info
+    network, head = detach(fp32.read_bytes())  # the explaining head stays fp32
     with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "network.onnx"
+        plain.write_bytes(network)
         graph, quantization = quantize(
-            fp32, calibration, holdout, load=lambda g: _loaded(g, info, Path(tmp))
+            plain, calibration, holdout, load=lambda g: _loaded(g, info, Path(tmp))
         )
+        if head is not None:
+            graph = attach(graph, head)
+            agreement = int8_agreement(
+                Model.load(fp32), _loaded(graph, info, Path(tmp)), photos(holdout)
+            )
+            info = {**info, "explanation": {**info["explanation"], "int8": agreement}}
+            say(
+                f"INT8 explanations: the same peak cell as fp32's on {agreement['same_peak']} "
+                f"of {agreement['images']} held-out images, largest difference in the map "
+                f"{agreement['max_abs_diff_normalised']:.2g}"
+            )
     info = {**info, "precision": "int8", "quantization": quantization}
     held = quantization["holdout"]
     say(
@@ -169,6 +212,21 @@ def _quantized(fp32: Path, say, calibration: Path, holdout: Path | None) -> tupl
         f"{held['max_abs_diff']:.2g}"
     )
     return graph, info
+
+
+def _explaining(learn, translation, split: Split | str) -> tuple[bytes, Split | str]:
+    """The served graph, with the explaining head behind If(explain) when the network
+    has a split and its head exports on its own; else the reason it can't explain."""
+    if isinstance(split, Split):
+        graph = export_graph(learn, translation, split)
+        try:
+            head = onnx.load_from_string(export_head(learn, translation, split)).graph
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            split = f"its head does not export to ONNX on its own ({first})"
+        else:
+            return attach(graph, head), split
+    return export_graph(learn, translation), split
 
 
 def _written(out: Path, graph: bytes, info: dict, say) -> dict:

@@ -18,7 +18,8 @@ def test_the_default_model_splits_at_its_pooling_not_at_a_module_called_twice() 
 
 
 def test_a_vision_learner_splits_at_its_head_and_its_map_is_recipro_cam(fastai_vision) -> None:
-    from compiler.explanation import find_split, masked, recipro_cam
+    from app.inference.explanation import normalised
+    from compiler.explanation import find_split, masked, recipro_cam_scores
 
     torch.manual_seed(0)
     body = torch.nn.Sequential(
@@ -33,7 +34,9 @@ def test_a_vision_learner_splits_at_its_head_and_its_map_is_recipro_cam(fastai_v
     assert (split.name, split.channels, split.height, split.width) == ("1.0", 16, 8, 8)
 
     target = 2
-    cam = recipro_cam(network, split, image, target, lambda logits: logits.softmax(-1))
+    cam = normalised(
+        recipro_cam_scores(network, split, image, target, lambda logits: logits.softmax(-1))
+    )
     # The same, cell by cell, by hand: the head alone on a map that keeps one cell.
     features = body(image)[0]
     head = network[1]

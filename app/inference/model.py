@@ -30,7 +30,12 @@ from app.inference.metadata import metadata_props, sha256_of
 from app.inference.preprocess import DescriptionError, Preprocessor
 
 METADATA_KEY = "pounce"
-FORMAT = 2  # the layout of that metadata; a file of another format is compiled again
+FORMAT = 3  # the layout of that metadata; a file of another format is compiled again
+# A file that can explain its answers (compiler/explaining.py) takes EXPLAIN too, a bool:
+# when true, the graph also gives CELLS, each output's score with one cell of the last
+# feature map (FEATURES) kept [batch, rows, columns, outputs]; when false, that branch
+# doesn't run.
+EXPLAIN, FEATURES, CELLS = "explain", "features", "cell_scores"
 EXACT: dict[str, Any] = {
     "jpeg": "exact"
 }  # the decoding a file records unless compiled with --fast-decode
@@ -94,7 +99,11 @@ class Model:
             self.preprocessor = Preprocessor(info["preprocessing"])
         except DescriptionError as exc:
             raise ModelLoadError(f"{path}: its preprocessing can't be run here: {exc}") from None
-        self._input = session.get_inputs()[0].name
+        inputs = [node.name for node in session.get_inputs()]
+        self._input = inputs[0]
+        self._output = session.get_outputs()[0].name
+        # Whether the graph carries the explaining head; the metadata says why when not.
+        self.explains = EXPLAIN in inputs
         # JPEG decoding at reduced scale only where compile --fast-decode measured it; a
         # file compiled before it existed is decoded exactly, like any other.
         self.decoding: dict[str, Any] = info.get("decoding") or EXACT
@@ -130,8 +139,18 @@ class Model:
     def infer(self, inputs: list[np.ndarray]) -> np.ndarray:
         """The graph's output, one row per preprocessed input. Sessions are thread-safe:
         several workers run this at once."""
-        output: np.ndarray = self.session.run(None, {self._input: np.stack(inputs)})[0]
+        feed = {self._input: np.stack(inputs)}
+        if self.explains:
+            feed[EXPLAIN] = np.array(False)
+        output: np.ndarray = self.session.run([self._output], feed)[0]
         return output
+
+    def explain(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """`infer`'s output, and each output's score with only one cell of the feature map
+        kept [images, rows, columns, outputs] (Recipro-CAM's, app/inference/explanation.py)."""
+        feed = {self._input: np.stack(inputs), EXPLAIN: np.array(True)}
+        output, cells = self.session.run([self._output, CELLS], feed)
+        return output, cells
 
     def warm_up(self) -> None:
         """One run, so the first request doesn't pay for lazy initialisation."""
@@ -154,4 +173,5 @@ class Model:
             "parity": self.info["parity"],
             "quantization": self.info["quantization"],
             "decoding": self.decoding,
+            "explanation": self.info["explanation"],
         }

@@ -54,7 +54,8 @@ class Predictor:
         self._observe = observe
         self._workers = workers
         self._infer = ThreadPoolExecutor(workers, thread_name_prefix="infer")
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[Any]]] = asyncio.Queue()
+        # Each image's input, whether to explain it, and who waits for it.
+        self._queue: asyncio.Queue[tuple[np.ndarray, bool, asyncio.Future[Any]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -82,14 +83,15 @@ class Predictor:
         self._prep.shutdown(wait=False, cancel_futures=True)
         self._infer.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, data: bytes) -> Prediction:
-        """The graph's output for one encoded image, and the photo's size; raises ApiError
-        for a bad image."""
+    async def predict(self, data: bytes, explain: bool = False) -> Prediction:
+        """The graph's output for one encoded image, and the photo's size (with `explain`,
+        the cells' scores too); raises ApiError for a bad image."""
         loop = asyncio.get_running_loop()
         tensor, sizes = await loop.run_in_executor(self._prep, self._decode_and_preprocess, data)
-        result: asyncio.Future[np.ndarray] = loop.create_future()
-        self._queue.put_nowait((tensor, result))
-        return Prediction(await result, *sizes)
+        result: asyncio.Future[tuple[np.ndarray, np.ndarray | None]] = loop.create_future()
+        self._queue.put_nowait((tensor, explain, result))
+        output, cells = await result
+        return Prediction(output, *sizes, cells=cells)
 
     async def run(self, work: Callable[..., T], *args: object) -> T:
         """Other CPU work on an image, in decoding's pool, off the event loop: drawing a
@@ -103,28 +105,40 @@ class Predictor:
         return self.model.preprocess(image), (image.info["photo_size"], image.size)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             if self._max_wait_s > 0 and not self._queue.empty():
                 await asyncio.sleep(self._max_wait_s)  # more are coming: let them join
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            live = [(x, fut) for x, fut in batch if not fut.done()]  # skip cancelled callers
-            if not live:
-                continue
-            started = loop.time()
-            try:
-                outputs = await loop.run_in_executor(
-                    self._infer, self.model.infer, [x for x, _ in live]
+            # Explained and plain images run apart: a plain one doesn't pay for the head.
+            for explain in (False, True):
+                live = [(x, fut) for x, e, fut in batch if e is explain and not fut.done()]
+                if live:  # else all cancelled, or none of this sort
+                    await self._forward(live, explain)
+
+    async def _forward(
+        self, live: list[tuple[np.ndarray, asyncio.Future[Any]]], explain: bool
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        inputs = [x for x, _ in live]
+        try:
+            cells: list[np.ndarray | None] = [None] * len(live)
+            if explain:
+                outputs, explained = await loop.run_in_executor(
+                    self._infer, self.model.explain, inputs
                 )
-            except Exception as exc:  # noqa: BLE001 - a failed forward pass fails its batch only
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            if self._observe is not None:
-                self._observe(loop.time() - started, len(live))
-            for (_, fut), row in zip(live, outputs, strict=True):
+                cells = list(explained)
+            else:
+                outputs = await loop.run_in_executor(self._infer, self.model.infer, inputs)
+        except Exception as exc:  # noqa: BLE001 - a failed forward pass fails its batch only
+            for _, fut in live:
                 if not fut.done():
-                    fut.set_result(row)
+                    fut.set_exception(exc)
+            return
+        if self._observe is not None:
+            self._observe(loop.time() - started, len(live))
+        for (_, fut), row, row_cells in zip(live, outputs, cells, strict=True):
+            if not fut.done():
+                fut.set_result((row, row_cells))

@@ -27,6 +27,9 @@ class Prediction:
     output: np.ndarray
     size: tuple[int, int]
     decoded: tuple[int, int]
+    # Each output's score with one cell of the feature map kept [rows, columns, outputs],
+    # when the prediction was asked to explain itself (app/inference/explanation.py).
+    cells: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Kind:
     # Whether answering draws an image (a mask): tens of milliseconds for a big photo,
     # so the pipeline runs `answer` and `tensors` in the prep pool, off the event loop.
     draws_images: ClassVar[bool] = False
+    # Whether a map of where the network looked can explain an answer (app/kinds/explanation.py).
+    explains: ClassVar[bool] = False
 
     def __init__(self, info: dict[str, Any], defaults: Mapping[str, float]) -> None:
         """`defaults`: the server's settings the kinds read (TOP_K, MAX_MASK_MEGAPIXELS)."""
@@ -112,6 +117,12 @@ class Kind:
 
     def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         """One image's answer, as the API, the batch endpoint and the CLI give it."""
+        raise NotImplementedError
+
+    def explain_target(self, output: np.ndarray, options: dict[str, Any]) -> tuple[int, str]:
+        """Which output an explanation of this answer maps: its index in one image's output,
+        and its name; ApiError when the request's choice can't be explained (for a kind
+        that `explains`)."""
         raise NotImplementedError
 
     def outputs(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import numpy as np
 from app.errors import ApiError
 from app.intake.integers import natural
 from app.kinds.base import Kind, Prediction, Tensor
+from app.kinds.explanation import EXPLAIN, EXPLAIN_CLASS
 
 PROBABILITIES, LABELS = "probabilities", "labels"
 PREDICTION: dict[str, Any] = {
@@ -33,7 +34,8 @@ TOP_K: dict[str, Any] = {
 class Classifier(Kind):
     """A model whose output is one probability per label."""
 
-    parameters: ClassVar[list[dict[str, Any]]] = [TOP_K]
+    parameters: ClassVar[list[dict[str, Any]]] = [TOP_K, EXPLAIN, EXPLAIN_CLASS]
+    explains = True
     description: ClassVar[dict[str, dict[str, Any]]] = {
         "threshold": {
             "type": "number",
@@ -54,18 +56,31 @@ class Classifier(Kind):
         return min(int(self.defaults["top_k"]), len(self.labels))
 
     def bound_parameters(self) -> list[dict[str, Any]]:
-        return [{**TOP_K, "schema": {**TOP_K["schema"], "maximum": len(self.labels)}}]
+        top_k = {**TOP_K, "schema": {**TOP_K["schema"], "maximum": len(self.labels)}}
+        return [
+            top_k,
+            EXPLAIN,
+            {**EXPLAIN_CLASS, "schema": {"type": "string", "enum": self.labels}},
+        ]
 
     def options(self, query: Mapping[str, str]) -> dict[str, Any]:
+        options: dict[str, Any] = {"top_k": self.default_top_k()}
+        chosen = query.get("explain_class")
+        if chosen is not None:
+            if chosen not in self.labels:
+                raise ApiError(
+                    "invalid_explain_target", f"explain_class {chosen[:40]!r} is not a label."
+                )
+            options["explain_class"] = self.labels.index(chosen)
         raw = query.get("top_k")
         if raw is None:
-            return {"top_k": self.default_top_k()}
+            return options
         classes, k = len(self.labels), natural(raw)
         if k is None or not 1 <= k <= classes:
             raise ApiError(
                 "invalid_top_k", f"top_k must be an integer from 1 to {classes}, not {raw[:20]!r}."
             )
-        return {"top_k": k}
+        return {**options, "top_k": k}
 
     def ranked(self, probs: np.ndarray, k: int) -> list[dict[str, Any]]:
         """The k most probable labels, most probable first."""

@@ -5,13 +5,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from app.errors import ApiError
 from app.kinds.base import Prediction
 from app.kinds.classes import PREDICTION, Classifier
+from app.kinds.explanation import with_explanation
 
 
 class MultiLabel(Classifier):
     name = "multi-label"
-    schemas: ClassVar[dict[str, dict[str, Any]]] = {
+    schemas: ClassVar[dict[str, dict[str, Any]]] = with_explanation({
         "MultiLabelResult": {
             "type": "object",
             "description": "A multi-label model's answer: every label's own probability "
@@ -34,7 +36,7 @@ class MultiLabel(Classifier):
             },
         },
         "Prediction": PREDICTION,
-    }
+    })  # fmt: skip
     example: ClassVar[dict[str, Any]] = {
         "kind": "multi-label",
         "labels": ["red", "blue"],
@@ -74,3 +76,15 @@ class MultiLabel(Classifier):
             "threshold": self.threshold,
             "predictions": self.ranked(output, options["top_k"]),
         }
+
+    def explain_target(self, output: np.ndarray, options: dict[str, Any]) -> tuple[int, str]:
+        """The most probable label (passing or not: an answer with no label passing is
+        explained too), or the chosen one, which must have passed."""
+        index = options.get("explain_class", int(output.argmax()))
+        if "explain_class" in options and index not in self.passing(output):
+            raise ApiError(
+                "invalid_explain_target",
+                f"explain_class {self.labels[index]!r} did not pass the threshold: a "
+                "multi-label answer is explained for a label it gives.",
+            )
+        return index, self.labels[index]

@@ -2,11 +2,14 @@
 gives them (a y_range's sigmoid is part of the network), named where the learner's
 targets were read from named columns."""
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
+from app.errors import ApiError
 from app.kinds.base import Kind, Prediction, Tensor
+from app.kinds.explanation import EXPLAIN, EXPLAIN_VALUE, with_explanation
 
 VALUES = "values"
 NAMES = {
@@ -19,7 +22,9 @@ NAMES = {
 
 class Regression(Kind):
     name = "regression"
-    schemas: ClassVar[dict[str, dict[str, Any]]] = {
+    explains = True
+    parameters: ClassVar[list[dict[str, Any]]] = [EXPLAIN, EXPLAIN_VALUE]
+    schemas: ClassVar[dict[str, dict[str, Any]]] = with_explanation({
         "RegressionResult": {
             "type": "object",
             "description": "An image regression model's answer: its values, in order.",
@@ -30,7 +35,7 @@ class Regression(Kind):
                 "names": NAMES,
             },
         }
-    }
+    })  # fmt: skip
     example: ClassVar[dict[str, Any]] = {
         "kind": "regression",
         "values": [0.73, 0.12],
@@ -57,6 +62,27 @@ class Regression(Kind):
     def answer(self, prediction: Prediction, options: dict[str, Any]) -> dict[str, Any]:
         values = [round(float(v), 6) for v in np.ravel(prediction.output)]
         return {"kind": self.name, "values": values, "names": self.info.get("names")}
+
+    def value_names(self) -> list[str]:
+        """Each value's name: the learner's, or its position."""
+        names = self.info.get("names")
+        return [str(name) for name in names] if names else [str(i) for i in range(self.count)]
+
+    def options(self, query: Mapping[str, str]) -> dict[str, Any]:
+        chosen = query.get("explain_value")
+        if chosen is None:
+            return {}
+        names = self.value_names()
+        if chosen not in names:
+            raise ApiError(
+                "invalid_explain_target",
+                f"explain_value {chosen[:40]!r} is not one of the values: {', '.join(names)}.",
+            )
+        return {"explain_value": names.index(chosen)}
+
+    def explain_target(self, output: np.ndarray, options: dict[str, Any]) -> tuple[int, str]:
+        index = options.get("explain_value", 0)
+        return index, self.value_names()[index]
 
     def outputs(self) -> list[dict[str, Any]]:
         return [{"name": VALUES, "datatype": "FP32", "shape": [-1, self.count]}]

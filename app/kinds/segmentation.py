@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from app.errors import ApiError
 from app.inference.preprocess import Preprocessor
+from app.intake.flags import boolean
 from app.kinds.base import Kind, Prediction, Tensor
 from app.kinds.keypoints import SIZE
 
@@ -102,10 +102,7 @@ class Segmentation(Kind):
         self.palette = [PALETTE[i % len(PALETTE)] for i in range(len(self.classes))]
 
     def options(self, query: Mapping[str, str]) -> dict[str, Any]:
-        raw = str(query.get("mask", "true")).lower()
-        if raw not in ("true", "false", "1", "0"):
-            raise ApiError("invalid_option", f"mask must be true or false, not {raw[:20]!r}.")
-        return {"mask": raw in ("true", "1")}
+        return {"mask": boolean(query, "mask", True)}
 
     def decide(self, output: np.ndarray) -> np.ndarray:
         classes: np.ndarray = np.asarray(output).argmax(axis=0)

@@ -6,11 +6,12 @@ import numpy as np
 
 from app.kinds.base import Prediction
 from app.kinds.classes import PREDICTION, Classifier
+from app.kinds.explanation import with_explanation
 
 
 class SingleLabel(Classifier):
     name = "single-label"
-    schemas: ClassVar[dict[str, dict[str, Any]]] = {
+    schemas: ClassVar[dict[str, dict[str, Any]]] = with_explanation({
         "Result": {
             "type": "object",
             "description": "A single-label model's answer: its top class, then the top_k classes.",
@@ -25,7 +26,7 @@ class SingleLabel(Classifier):
             },
         },
         "Prediction": PREDICTION,
-    }
+    })  # fmt: skip
     example: ClassVar[dict[str, Any]] = {
         "label": "espresso",
         "probability": 0.944298,
@@ -42,3 +43,7 @@ class SingleLabel(Classifier):
         output = prediction.output
         predictions = self.ranked(output, options["top_k"])
         return {**predictions[0], "predictions": predictions}
+
+    def explain_target(self, output: np.ndarray, options: dict[str, Any]) -> tuple[int, str]:
+        index = options.get("explain_class", int(output.argmax()))
+        return index, self.labels[index]
