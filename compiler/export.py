@@ -16,7 +16,7 @@ from fastai.learner import Learner
 
 from app.inference.model import CELLS, FEATURES
 from compiler.batch import RESIZING, Divide, Normalize, ResampleOwnSize
-from compiler.explanation import CellScores, Split, replaying
+from compiler.explaining.split import CellScores, Split, replaying
 from compiler.learner import CompileError
 from compiler.pipeline import Translation
 
@@ -30,7 +30,7 @@ class ServedNetwork(torch.nn.Module):
 
     fastai's ToTensor (the layout), the learner's validation batch transforms in
     their order, the network and the loss function's activation. With a `split`
-    (compiler/explanation.py), the last feature map as well, which explaining reads.
+    (compiler/explaining/split.py), the last feature map as well, which explaining reads.
     """
 
     def __init__(
@@ -208,7 +208,7 @@ def export_graph(learn: Learner, translation: Translation, split: Split | None =
 
 
 def export_head(learn: Learner, translation: Translation, split: Split) -> bytes:
-    """The head run on each cell of the feature map alone (compiler/explanation.py's
+    """The head run on each cell of the feature map alone (compiler/explaining/split.py's
     CellScores) as ONNX bytes: FEATURES in, CELLS out."""
     served = ServedNetwork(learn, translation).eval()
     example = network_input(learn, translation)

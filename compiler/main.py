@@ -18,8 +18,9 @@ import torch
 from app.inference.model import EXACT, FORMAT, METADATA_KEY, Model
 from app.kinds import kind_of
 from compiler.decoding import check_fast_decode, reduced_decoding
-from compiler.explaining import attach, check_explanation, detach, int8_agreement, split_of
-from compiler.explanation import Split
+from compiler.explaining.graph import attach, detach
+from compiler.explaining.proof import check_explanation, int8_agreement, split_of
+from compiler.explaining.split import Split
 from compiler.export import (
     OPSET,
     activation_name,
@@ -151,7 +152,8 @@ def compile_file(
             say(
                 f"explanations (Recipro-CAM at {split.name}, {split.height}x{split.width} "
                 f"cells): the same maps as torch's on the learner, largest difference "
-                f"{max(explained['max_abs_diff'], explained['max_abs_diff_normalised']):.2g}"
+                f"{explained['max_abs_diff']:.2g} in the scores, "
+                f"{explained['max_abs_diff_normalised']:.2g} in the normalised map"
             )
         if int8:
             proven = Path(tmp) / "fp32.onnx"
@@ -198,11 +200,6 @@ def _quantized(fp32: Path, say, calibration: Path, holdout: Path | None) -> tupl
                 Model.load(fp32), _loaded(graph, info, Path(tmp)), photos(holdout)
             )
             info = {**info, "explanation": {**info["explanation"], "int8": agreement}}
-            say(
-                f"INT8 explanations: the same peak cell as fp32's on {agreement['same_peak']} "
-                f"of {agreement['images']} held-out images, largest difference in the map "
-                f"{agreement['max_abs_diff_normalised']:.2g}"
-            )
     info = {**info, "precision": "int8", "quantization": quantization}
     held = quantization["holdout"]
     say(
@@ -211,6 +208,13 @@ def _quantized(fp32: Path, say, calibration: Path, holdout: Path | None) -> tupl
         f"({held['agreement']:.1%}), largest difference in the output "
         f"{held['max_abs_diff']:.2g}"
     )
+    if head is not None:
+        agreement = info["explanation"]["int8"]
+        say(
+            f"INT8 explanations (the head stays fp32): the same peak cell as fp32's on "
+            f"{agreement['same_peak']} of {agreement['images']} held-out images, largest "
+            f"difference in the normalised map {agreement['max_abs_diff_normalised']:.2g}"
+        )
     return graph, info
 
 

@@ -74,6 +74,7 @@ def test_compiles_and_serves_like_its_own_learn_predict(
         info = json.loads(meta)
         assert info["source"]["fastai_version"] == built.reference["fastai"]
         assert info["parity"]["max_abs_diff"] <= tolerance()
+        assert_explains(port, info, stderr, name, built)
         for expected in built.reference["probes"]:
             data = (built.export.parent / "probes" / f"{expected['probe']}.png").read_bytes()
             status, payload, _ = request(port, "POST", "/api/predict", *multipart(data))
@@ -87,6 +88,37 @@ def test_compiles_and_serves_like_its_own_learn_predict(
                 assert set(answer["labels"]) == set(expected["labels"])
             else:
                 assert [answer["label"]] == expected["labels"]
+
+
+# The corpus's networks with no spatial map before their head: a vision transformer's
+# body gives tokens, already pooled (docs/models.md, "Where did it look?").
+NO_MAP = {"course22_l3_vit"}
+
+
+def assert_explains(port: int, info: dict, stderr: str, name: str, built: Built) -> None:
+    """The compile proved the learner's maps equal torch's Recipro-CAM on the learner itself
+    (or refused in one line, for a network with no map), and the server explains."""
+    explanation = info["explanation"]
+    probe = built.export.parent / "probes" / f"{built.reference['probes'][0]['probe']}.png"
+    status, payload, _ = request(
+        port, "POST", "/api/predict?explain=true", *multipart(probe.read_bytes())
+    )
+    if name in NO_MAP:
+        assert set(explanation) == {"refused"} and "\n" not in explanation["refused"]
+        assert "no global pooling of a spatial feature map" in explanation["refused"]
+        assert "explanations: none, since it has no global pooling" in stderr
+        assert status == 422 and json.loads(payload)["error"]["code"] == "explain_unavailable"
+        return
+    parity = explanation["parity"]
+    assert parity["images"] == 20 and parity["tolerance"] == tolerance()
+    assert parity["max_abs_diff"] <= tolerance()
+    assert parity["max_abs_diff_normalised"] <= parity["tolerance_normalised"] <= 0.5 / 255
+    assert "the same maps as torch's on the learner" in stderr
+    assert status == 200, payload
+    answer = json.loads(payload)
+    expected = answer["label"] if "label" in answer else answer["predictions"][0]["label"]
+    assert answer["explanation"]["target"] == expected
+    assert answer["explanation"]["heatmap"].startswith("data:image/png;base64,")
 
 
 @pytest.mark.slow

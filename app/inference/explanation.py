@@ -3,7 +3,7 @@
 Recipro-CAM (Byun and Lee, 2022; the authors' code, sybyun/ReciproCAM) scores each
 cell of the network's last feature map by the output's score when the head runs on a
 map that keeps that cell alone (the compiled graph gives those scores, CELLS:
-compiler/explaining.py), and normalises the scores to 0..1 (min-max, as the authors'
+compiler/explaining/), and normalises the scores to 0..1 (min-max, as the authors'
 code does): the map says where, relative to the rest of the photo, not how much.
 
 The map is drawn through the preprocessing's crop, pad or squish (the same Frame the
@@ -28,14 +28,17 @@ from app.inference.preprocess import Frame, Preprocessor
 from app.kinds.base import Prediction
 
 METHOD = "recipro-cam"
-FLAT = 1e-6  # a map whose scores span less (in the output's units) is all zeros
+# A map whose scores span less than this part of their size is flat, all zeros: the
+# network looked nowhere in particular, and what variation there is lies within float32's
+# rounding (normalising it would draw that noise as a map).
+FLAT = 1e-4
 
 
 def normalised(scores: np.ndarray) -> np.ndarray:
     """Scores to 0..1 by their own minimum and maximum; a flat map is all zeros."""
     scores = np.asarray(scores, dtype=np.float64)
     low, high = float(scores.min()), float(scores.max())
-    if high - low <= FLAT:
+    if high - low <= FLAT * max(abs(low), abs(high)) or high - low <= 1e-12:
         return np.zeros_like(scores)
     normal: np.ndarray = (scores - low) / (high - low)
     return normal

@@ -31,7 +31,7 @@ from app.inference.preprocess import DescriptionError, Preprocessor
 
 METADATA_KEY = "pounce"
 FORMAT = 3  # the layout of that metadata; a file of another format is compiled again
-# A file that can explain its answers (compiler/explaining.py) takes EXPLAIN too, a bool:
+# A file that can explain its answers (compiler/explaining/) takes EXPLAIN too, a bool:
 # when true, the graph also gives CELLS, each output's score with one cell of the last
 # feature map (FEATURES) kept [batch, rows, columns, outputs]; when false, that branch
 # doesn't run.

@@ -1,7 +1,7 @@
 """Where a network looks: its split into the body that makes the last spatial feature map
 and the head that pools it, the head's run on each cell alone that the compiled graph
 carries (`CellScores`), and Recipro-CAM computed with torch on the learner itself, the
-reference the served map is proven against (compiler/explaining.py).
+reference the served map is proven against (proof.py).
 
 Recipro-CAM (Byun and Lee, 2022; the authors' code, sybyun/ReciproCAM): for each cell of
 the feature map, the head is run on a map that keeps only that cell (every other cell
