@@ -71,6 +71,17 @@ _model_meta_properties = {
         "its agreement with exact decoding on held-out phone-size photos.",
         "properties": {"jpeg": {"type": "string", "enum": ["exact", "reduced"]}},
     },
+    "explanation": {
+        "type": "object",
+        "description": "Whether and how answers are explained (explain=true): Recipro-CAM's "
+        "record (`method`, the network's `split`, its `parity` with Recipro-CAM computed with "
+        "torch on the learner, `int8`: an INT8 file's maps against fp32's), or `refused`: "
+        "one line saying why this model can't explain its answers.",
+        "properties": {
+            "method": {"type": "string", "enum": ["recipro-cam"]},
+            "refused": {"type": "string"},
+        },
+    },
     "architecture": {"type": "string"},
     "input_size": {
         "type": "array",
@@ -181,6 +192,7 @@ SCHEMAS = {
             "runtime",
             "precision",
             "decoding",
+            "explanation",
             "source",
             "parity",
         ],
