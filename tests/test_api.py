@@ -5,12 +5,14 @@ rendered page for a browser's form post.
 """
 
 import base64
+import io
 import re
 
 import pytest
+from PIL import Image
 from starlette.testclient import TestClient
 
-from tests.helpers import CAT_CLASSES, HTML, assert_error, upload
+from tests.helpers import CAT_CLASSES, HTML, assert_error, encode, upload
 
 pytestmark = pytest.mark.unit
 
@@ -222,6 +224,32 @@ def test_form_post_renders_result_page(client: TestClient, coffee_png: bytes) ->
     assert response.headers["content-type"].startswith("text/html")
     assert 'class="top-label">espresso</strong>' in response.text
     assert response.text.count('class="bar-label"') == 5
+
+
+def data_images(html: str, media: str) -> list[Image.Image]:
+    """The images of a page's `src="data:<media>;base64,..."` attributes."""
+    found = re.findall(rf'src="data:{media};base64,([^"]+)"', html)
+    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
+
+
+def test_the_page_shows_where_the_model_looked_over_the_upright_photo(
+    client: TestClient, chelsea: Image.Image
+) -> None:
+    """The page explains the answer of a model that can, with no option asked: the map
+    over the page's copy of a photo stored sideways (EXIF), upright as the map is;
+    `explain=false` leaves both out, and JSON only explains when asked."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter: viewers turn it back upright
+    sideways = encode(chelsea.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
+    page = client.post("/api/predict", files=upload(sideways), headers=HTML).text
+    (photo,) = data_images(page, "image/jpeg")
+    (heatmap,) = data_images(page, "image/png")
+    assert photo.width > photo.height and heatmap.mode == "P"
+    assert abs(heatmap.width / heatmap.height - chelsea.width / chelsea.height) < 0.01
+    assert "Where did it look?" in page and 'class="heatmap"' in page
+    plain = client.post("/api/predict?explain=false", files=upload(sideways), headers=HTML)
+    assert plain.status_code == 200 and "data:image" not in plain.text
+    assert "explanation" not in client.post("/api/predict", files=upload(sideways)).json()
 
 
 def test_form_post_error_renders_in_page(client: TestClient) -> None:

@@ -55,7 +55,7 @@ def test_upload_shows_bars_with_the_right_label(page) -> None:
     page.set_input_files("#file", str(CAT))
     assert top_label(page) in CAT_CLASSES
     assert page.locator("#result .bars li").count() == 5
-    assert page.is_visible("#preview")
+    assert page.is_visible("#result figure.drawn img")  # the photo (where it looked, over it)
     assert page.console_errors == []
 
 
@@ -134,6 +134,48 @@ def test_an_answer_that_is_not_the_apps_is_an_error_and_the_page_recovers(page) 
     assert all("status of 503" in error for error in page.console_errors), page.console_errors
 
 
+HEATMAP = "#result figure.drawn .heatmap"
+
+
+def opacity(page, selector: str) -> str:
+    return page.eval_on_selector(selector, "e => getComputedStyle(e).opacity")
+
+
+def map_lies_over_the_photo(page) -> None:
+    """The answer's figure: the server's copy of the photo, and the map stretched over it."""
+    photo = page.locator("#result figure.drawn img >> nth=0")
+    assert photo.get_attribute("src").startswith("data:image/jpeg;base64,")
+    assert page.get_attribute(HEATMAP, "src").startswith("data:image/png;base64,")
+    assert page.is_visible(HEATMAP)
+    boxes = page.eval_on_selector(  # at one moment: the page may be scrolling to the answer
+        "#result figure.drawn",
+        """figure => [...figure.querySelectorAll("img")].map((img) => {
+            const box = img.getBoundingClientRect();
+            return [box.x, box.y, box.width, box.height];
+        })""",
+    )
+    assert len(boxes) == 2 and boxes[0] == boxes[1] and boxes[0][2] > 100, boxes
+
+
+def test_the_answer_shows_where_the_network_looked_its_opacity_by_keyboard(page) -> None:
+    """The map over the photo in place of the preview, at half opacity; Tab from the last
+    control before it reaches its opacity control, and the arrow keys change it."""
+    page.set_input_files("#file", str(CAT))
+    top_label(page)
+    map_lies_over_the_photo(page)
+    assert page.is_hidden("#preview-figure") and opacity(page, HEATMAP) == "0.5"
+    page.focus("button.example >> nth=-1")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "look-50"
+    page.keyboard.press("ArrowRight")
+    assert page.is_checked("#look-75") and opacity(page, HEATMAP) == "0.75"
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    assert page.is_checked("#look-0") and opacity(page, HEATMAP) == "0"
+    assert page.console_errors == []
+
+
 def test_camera_input_for_phones(page) -> None:
     camera = page.locator("#camera")
     assert camera.get_attribute("capture") == "environment"
@@ -167,6 +209,9 @@ def test_without_javascript_the_forms_still_work(browser, live: Live) -> None:
     page.wait_for_selector(".top-label")
     assert page.inner_text(".top-label") in CAT_CLASSES
     assert page.url.endswith("/api/predict")
+    map_lies_over_the_photo(page)  # and its opacity control, CSS alone:
+    page.click("label[for=look-100]")
+    assert opacity(page, HEATMAP) == "1"
     context.close()
 
 
@@ -230,7 +275,7 @@ def test_no_accessibility_violations_on_the_page_or_its_answers(browser, page, l
     assert violations(page) == []
     page.set_input_files("#file", str(CAT))
     top_label(page)
-    assert violations(page) == []
+    assert page.is_visible(HEATMAP) and violations(page) == []  # where it looked, too
     # axe needs JavaScript: the page's own script is kept out, and the form posted natively.
     context = browser.new_context()
     plain = context.new_page()
@@ -239,6 +284,7 @@ def test_no_accessibility_violations_on_the_page_or_its_answers(browser, page, l
     plain.set_input_files("#file", str(CAT))
     plain.evaluate("document.getElementById('upload-form').submit()")
     plain.wait_for_selector(".top-label")
+    assert plain.is_visible(HEATMAP)
     assert plain.url.endswith("/api/predict") and violations(plain) == []
     context.close()
 
@@ -287,10 +333,9 @@ def drawn(page, name: str) -> None:
 
 
 def opacity_follows_the_control(page) -> None:
-    mask = "#result .mask"
-    assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "0.5"
+    assert opacity(page, "#result .mask") == "0.5"
     page.click("label[for=opacity-100]")
-    assert page.eval_on_selector(mask, "e => getComputedStyle(e).opacity") == "1"
+    assert opacity(page, "#result .mask") == "1"
 
 
 @pytest.mark.learners(lines=("2.8",))
@@ -307,7 +352,9 @@ def test_every_kind_is_drawn_with_and_without_javascript(
             drawn(page, name)
             if script:
                 assert violations(page) == []
-                assert page.is_hidden("#preview-figure") == (name != "regression")
+                # A regression's answer is drawn on the photo where the model explains it.
+                explained = page.locator(HEATMAP).count() == 1
+                assert page.is_hidden("#preview-figure") == (name != "regression" or explained)
             shot = f"home-{name}{'' if script else '-no-javascript'}.png"
             page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
             if name == "segmentation":

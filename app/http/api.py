@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.errors import ApiError
-from app.http.pages import page_photo, render_page, wants_html
+from app.http.pages import page_options, page_photo, render_page, wants_html
 from app.intake.request import batch_sources, single_source, source_from_form, source_from_json
 from app.limits.admission import all_finished
 from app.limits.disconnect import until_disconnect
@@ -41,16 +41,17 @@ class Predict(HTTPEndpoint):
         started = time.perf_counter()
         services: Services = request.state.services
         pipeline = services.pipeline
-        options = pipeline.options(request.query_params)
-        source = await single_source(request)
         html = wants_html(request)
+        query = request.query_params
+        options = page_options(pipeline, query) if html else pipeline.options(query)
+        source = await single_source(request)
 
         async def answer() -> tuple[dict[str, Any], str | None]:
             data = await pipeline.fetch(source, request.state.reservation)
             async with services.admission.admit():  # decoding, inference, drawing
                 if html:
                     result, photo = await all_finished(
-                        pipeline.answer(data, options), page_photo(services, data)
+                        pipeline.answer(data, options), page_photo(services, data, options)
                     )
                     return result, photo
                 return await pipeline.answer(data, options), None

@@ -16,6 +16,7 @@ in an https page is mixed content the browser blocks. A path needs no such trust
 
 import base64
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
@@ -26,6 +27,7 @@ from starlette.templating import Jinja2Templates
 
 from app.errors import ApiError
 from app.inference.images import open_image, to_rgb
+from app.pipeline import Pipeline
 from app.services import Services
 from app.settings import ROOT
 
@@ -98,11 +100,21 @@ def render_page(
     )
 
 
-async def page_photo(services: Services, data: bytes) -> str | None:
-    """The copy of the photo the page draws a kind's answer on, when the kind draws on
-    the photo: decoded again, in the prep pool (a 49 MP PNG takes most of a second), by
-    the caller holding the request's admission slot."""
-    if not services.pipeline.kind.draws_on_photo:
+def page_options(pipeline: Pipeline, query: Mapping[str, str]) -> dict[str, Any]:
+    """The request's options for the page: as the API's, but the page explains every
+    answer of a model that can (unless asked `explain=false`), so "where did it look?"
+    is there once the answer is, with and without the page's script, for about a third
+    of a prediction more (docs/api.md)."""
+    if "explain" not in query and pipeline.kind.explains and pipeline.model.explains:
+        query = {**query, "explain": "true"}
+    return pipeline.options(query)
+
+
+async def page_photo(services: Services, data: bytes, options: dict[str, Any]) -> str | None:
+    """The copy of the photo the page draws an answer on, when it draws on the photo (a
+    kind's points or mask, or an explanation's map): decoded again, in the prep pool (a
+    49 MP PNG takes most of a second), by the caller holding the request's admission slot."""
+    if not (services.pipeline.kind.draws_on_photo or options.get("explain")):
         return None
     return await services.pipeline.offload(thumbnail, data, services.settings.max_image_pixels)
 

@@ -79,8 +79,10 @@ class Kind:
 
     @classmethod
     def answer_fields(cls) -> list[str]:
-        """The answer's fields but `kind` (the page's code snippet reads them)."""
-        return [name for name in cls.schemas[cls.answer_schema()]["properties"] if name != "kind"]
+        """The answer's fields but `kind`, and `explanation` (only asked for with explain=true):
+        the page's code snippet reads them."""
+        fields = cls.schemas[cls.answer_schema()]["properties"]
+        return [name for name in fields if name not in ("kind", "explanation")]
 
     @classmethod
     def model_schema(cls) -> dict[str, Any]:
