@@ -76,7 +76,9 @@ ERRORS: dict[str, ErrorCode] = {
     "corrupt_image": ErrorCode((422,), "The image is truncated or damaged.", IMAGE),
     "invalid_top_k": ErrorCode((422,), "`top_k` is not an integer from 1 to the classes.", PREDICT),
     "invalid_option": ErrorCode(
-        (422,), "A query option of the model's kind (`mask`) has a value it can't take.", PREDICT
+        (422,),
+        "A query option (`explain`, or the kind's: `mask`) has a value it can't take.",
+        PREDICT,
     ),
     "explain_not_applicable": ErrorCode(
         (422,),
