@@ -96,6 +96,18 @@ _model_meta_properties = {
         "type": "object",
         "description": "How closely it matched learn.predict when compiled.",
     },
+    "explanation": {
+        "type": "object",
+        "nullable": True,
+        "description": "Whether explain=true works for this model: how its maps are made "
+        "(where the network was split, and their parity with Recipro-CAM computed with torch "
+        "on the learner when compiled; for int8, their agreement with fp32's), or `refused`: "
+        "why not, in one line.",
+        "properties": {
+            "method": {"type": "string", "enum": ["recipro-cam"]},
+            "refused": {"type": "string"},
+        },
+    },
 }
 
 SCHEMAS = {
@@ -183,6 +195,7 @@ SCHEMAS = {
             "decoding",
             "source",
             "parity",
+            "explanation",
         ],
         "properties": _model_meta_properties,
     },
