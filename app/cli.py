@@ -2,7 +2,9 @@
 
 `predict` runs the server's own path to an answer (app/pipeline.py: fetch, predict,
 answer), so checking a model here checks what the server will do. It prints one
-JSON line per image, the API's answer, and exits 1 if any image failed. `compile`
+JSON line per image, the API's answer, and exits 1 if any image failed; with
+`--explain DIR`, the answer's `explanation` too, and each photo with its map drawn
+over it in DIR (app/overlay.py). `compile`
 turns a fastai export into the .onnx file the server runs, in a child process
 (app/inference/loading.py).
 """
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from app import overlay
 from app.errors import ApiError
 from app.inference.images import SUFFIXES
 from app.inference.loading import (
@@ -118,9 +121,16 @@ def expand(inputs: list[str]) -> Iterator[str]:
             )
 
 
-async def _predict_all(pipeline: "Pipeline", sources: list[str], options: dict[str, Any]) -> int:
-    """Answer every source through the server's own path, printing one JSON line each;
-    the number that failed."""
+async def _predict_all(
+    pipeline: "Pipeline",
+    sources: list[str],
+    options: dict[str, Any],
+    drawn: dict[str, Path] | None = None,
+    max_pixels: int = 0,
+) -> int:
+    """Answer every source through the server's own path, printing one JSON line each
+    (and with `drawn`, writing each explained photo to its file there); the number that
+    failed."""
     await pipeline.start()
 
     async def one(source: str) -> dict[str, Any]:
@@ -129,11 +139,19 @@ async def _predict_all(pipeline: "Pipeline", sources: list[str], options: dict[s
                 data = await pipeline.fetch(source)
             else:
                 data = Path(source).read_bytes()
-            return {"source": source, **await pipeline.answer(data, options)}
+            answer = {"source": source, **await pipeline.answer(data, options)}
         except ApiError as exc:
             return {"source": source, **exc.body()}
         except OSError as exc:
             return {"source": source, "error": {"code": "unreadable", "message": str(exc)}}
+        if drawn is None:
+            return answer
+        heatmap, path = answer["explanation"]["heatmap"], drawn[source]
+        try:
+            await pipeline.offload(overlay.write, data, heatmap, max_pixels, path)
+        except OSError as exc:
+            return {"source": source, "error": {"code": "unwritable", "message": str(exc)}}
+        return {"source": source, "written": str(path), **answer}
 
     failures = 0
     try:
@@ -155,14 +173,26 @@ def predict(args: argparse.Namespace) -> None:
     sources = list(expand(args.inputs))
     if not sources:
         sys.exit("error: no images found")
+    target = {"explain_class": args.explain_class, "explain_value": args.explain_value}
+    if args.explain is None and any(value is not None for value in target.values()):
+        sys.exit("error: --explain-class and --explain-value go with --explain DIR")
+    flags = {"top_k": args.top_k, "explain": "true" if args.explain else None, **target}
+    query = {name: value for name, value in flags.items() if value is not None}  # as the API's
     try:  # a bad model, or bad options, in one line as serve and compile say it
         pipeline = Pipeline.from_settings(load_model(settings), settings)
-        options = pipeline.options({} if args.top_k is None else {"top_k": args.top_k})
+        options = pipeline.options(query)
+        if args.explain:
+            args.explain.mkdir(parents=True, exist_ok=True)
     except ModelLoadError as exc:
         sys.exit(f"error: {exc}")
     except ApiError as exc:
         sys.exit(f"error: {exc.message}")
-    failures = asyncio.run(_predict_all(pipeline, sources, options))
+    except OSError as exc:
+        sys.exit(f"error: --explain: {exc}")
+    drawn = overlay.destinations(sources, args.explain) if args.explain else None
+    failures = asyncio.run(
+        _predict_all(pipeline, sources, options, drawn, settings.max_image_pixels)
+    )
     sys.exit(1 if failures else 0)
 
 
@@ -210,6 +240,23 @@ def main(argv: list[str] | None = None) -> None:
     predict_cmd.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
     predict_cmd.add_argument(
         "--top-k", default=None, help="classes per image, 1 to the model's (as the API's top_k)"
+    )
+    predict_cmd.add_argument(
+        "--explain",
+        type=Path,
+        metavar="DIR",
+        help="add where the network looked (the API's explain=true), and write each photo "
+        "with that map drawn over it into DIR as <name>.explained.jpg",
+    )
+    predict_cmd.add_argument(
+        "--explain-class",
+        metavar="LABEL",
+        help="with --explain: a classifier's class to explain, instead of the top one",
+    )
+    predict_cmd.add_argument(
+        "--explain-value",
+        metavar="NAME",
+        help="with --explain: a regression model's value to explain, instead of the first",
     )
     predict_cmd.set_defaults(func=predict)
     compile_cmd = commands.add_parser(

@@ -72,6 +72,12 @@ class Pipeline:
             options["explain"] = True
         return options
 
+    @property
+    def explains(self) -> bool:
+        """Whether `explain` can be asked of this model: its kind's answers can be explained
+        and its compiled file carries the head that does it (/v2 lists `heatmap` then)."""
+        return self.kind.explains and self.model.explains
+
     def _check_explains(self) -> None:
         if not self.kind.explains:
             raise ApiError(

@@ -83,6 +83,7 @@ def test_python_client_makes_every_call(
         BatchRequest,
         Error,
         ErrorCode,
+        Explanation,
         PredictFilesBody,
         SingleLabelAnswer,
         UrlSource,
@@ -117,6 +118,39 @@ def test_python_client_makes_every_call(
     )
     assert batch.results[0].label == "espresso" and isinstance(batch.results[1], Error)
     assert batch.results[1].error.code == ErrorCode.INVALID_URL
+
+    # explain=true: the explanation, typed, on every prediction operation.
+    upload = predict.sync(
+        client=client,
+        body=PredictFilesBody(file=File(payload=photo, file_name="cat.jpg")),
+        explain=True,
+    )
+    explanation = upload.explanation
+    assert isinstance(explanation, Explanation) and explanation.additional_properties == {}
+    assert explanation.target == upload.label and explanation.method.value == "recipro-cam"
+    assert explanation.heatmap.startswith("data:image/png;base64,")
+    assert (explanation.heatmap_size.width, explanation.heatmap_size.height) == (451, 300)
+    chosen = "tabby" if upload.label != "tabby" else "tiger cat"
+    by_url = predict_url.sync(
+        client=client, url_query=image_server.url("/cat.jpg"), explain=True, explain_class=chosen
+    )
+    assert by_url.explanation.target == chosen and by_url.label == upload.label
+    batch = predict_batch.sync(
+        client=client,
+        body=BatchRequest(items=[UrlSource(url=image_server.url("/coffee.png"))]),
+        explain=True,
+    )
+    assert batch.results[0].explanation.target == "espresso"
+    # What a typed client can't send (a label that isn't one, a non-boolean), sent raw:
+    # the errors parse as the document's, with their own codes.
+    raw = client.get_httpx_client()
+    for query, code in (
+        ("explain=true&explain_class=griffin", "invalid_explain_target"),
+        ("explain=maybe", "invalid_option"),
+    ):
+        response = raw.post(f"/api/predict?{query}", json={"image": "x"})
+        assert response.status_code == 422
+        assert Error.from_dict(response.json()).error.code == ErrorCode(code)
 
     # The errors: typed, with their codes as the enum, and the request id in the header.
     for response, status, code in [
@@ -176,6 +210,9 @@ def test_typescript_frontend_compiles_strict_and_runs(frontend: Path, live: Live
     assert seen["predictions"] == 2 and seen["batch"] == [seen["label"], "unsupported_media_type"]
     assert seen["error"]["status"] == 422 and seen["error"]["code"] == "invalid_top_k"
     assert len(seen["error"]["requestId"]) == 32 and seen["ready"] == "ready"
+    assert seen["explained"] == {"target": seen["label"], "png": True, "size": [451, 300]}
+    assert seen["refused"] is None
+    assert seen["batchExplained"] == [seen["label"]]
 
 
 # --- every other kind: the same clients, a corpus learner's server -----------------------
@@ -221,6 +258,22 @@ def test_python_client_reads_every_kind(
     alone = {k: v for k, v in upload.to_dict().items() if k not in ("model", "elapsed_ms")}
     assert answered.to_dict() == alone and isinstance(refused, models.Error)
 
+    # explain=true: a typed explanation where the model explains; else the code saying why.
+    explained = predict.sync_detailed(client=client, body=image, explain=True)
+    refusal = (model.to_dict()["explanation"] or {}).get("refused")
+    if kind in ("keypoints", "segmentation"):
+        assert explained.status_code == 422 and isinstance(explained.parsed, models.Error)
+        assert explained.parsed.error.code == models.ErrorCode.EXPLAIN_NOT_APPLICABLE
+    elif refusal is not None:
+        assert explained.status_code == 422 and isinstance(explained.parsed, models.Error)
+        assert explained.parsed.error.code == models.ErrorCode.EXPLAIN_UNAVAILABLE
+        assert refusal in explained.parsed.error.message
+    else:
+        answer = explained.parsed
+        assert isinstance(answer, getattr(models, f"{pascal}Answer")), explained.content
+        assert isinstance(answer.explanation, models.Explanation)
+        assert answer.additional_properties == {} and answer.explanation.target
+
 
 @pytest.mark.learners(*KIND_LEARNERS.values(), lines=("2.8",))
 def test_typescript_frontend_reads_every_kind(
@@ -233,3 +286,10 @@ def test_typescript_frontend_reads_every_kind(
     assert seen["batch"] == [seen["label"], "unsupported_media_type"]
     error = ("invalid_top_k", 422) if kind == "multi-label" else ("unsupported_media_type", 415)
     assert (seen["error"]["code"], seen["error"]["status"]) == error and seen["ready"] == "ready"
+    if kind in ("keypoints", "segmentation"):
+        assert seen["explained"] == seen["batchExplained"] == "explain_not_applicable"
+        assert seen["refused"] == f"a {kind} model's answer is already a place in the photo"
+    elif seen["refused"] is not None:
+        assert seen["explained"] == seen["batchExplained"] == "explain_unavailable"
+    else:
+        assert seen["explained"]["png"] and seen["batchExplained"] == [seen["explained"]["target"]]

@@ -1,7 +1,8 @@
 """The Open Inference Protocol (app/protocols/open_inference.py), driven by the client most users
 have, tritonclient[http], against a real server process: both of its modes (binary
 tensor data, and JSON with base64), answers equal to /api/predict's, batches, bad
-images, unknown models; and the docs' tritonclient script, run unchanged."""
+images, unknown models, the optional `heatmap` of a model that explains (and its
+refusal by every other kind); and the docs' tritonclient script, run unchanged."""
 
 import base64
 import json
@@ -16,8 +17,10 @@ import tritonclient.http as httpclient
 from starlette.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
+from app.inference.model import read_info
 from app.main import create_app
-from tests.helpers import ROOT, make_settings
+from tests.corpus.compiled import Corpus
+from tests.helpers import CAT, KIND_LEARNERS, ROOT, make_settings
 from tests.live import Live, multipart, request
 
 pytestmark = pytest.mark.slow
@@ -35,6 +38,23 @@ def api_answer(port: int, data: bytes, k: int) -> dict:
     status, answer, _ = request(port, "POST", f"/api/predict?top_k={k}", body, headers)
     assert status == 200
     return json.loads(answer)
+
+
+def api_heatmap(port: int, data: bytes, query: str) -> bytes:
+    """/api/predict's explanation's heatmap, as PNG bytes."""
+    body, headers = multipart(data)
+    status, answer, _ = request(port, "POST", f"/api/predict?{query}", body, headers)
+    assert status == 200, answer
+    return base64.b64decode(json.loads(answer)["explanation"]["heatmap"].split(",", 1)[1])
+
+
+def infer_json(photo: bytes, outputs: list[dict]) -> dict:
+    """An inference request's JSON for one photo in base64, asking for `outputs`."""
+    data = [base64.b64encode(photo).decode()]
+    return {
+        "inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": data}],
+        "outputs": outputs,
+    }
 
 
 def images_input(photos: list[bytes], binary: bool) -> httpclient.InferInput:
@@ -55,6 +75,7 @@ def test_health_and_metadata(triton: httpclient.InferenceServerClient, live: Liv
     meta = triton.get_model_metadata("export")
     assert meta["inputs"] == [{"name": "images", "datatype": "BYTES", "shape": [-1]}]
     assert meta["outputs"][0] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 1000]}
+    assert meta["outputs"][-1] == {"name": "heatmap", "datatype": "BYTES", "shape": [-1]}
     status, body, _ = request(live.port, "GET", "/api/model")
     assert status == 200 and json.loads(body)["name"] == "export"
 
@@ -80,6 +101,75 @@ def test_batches_answer_as_the_api_does(
             index = int(np.flatnonzero(np.isclose(row, prediction["probability"], atol=1e-6))[0])
             assert abs(row[index] - prediction["probability"]) < 1e-6
         assert abs(float(row.sum()) - 1) < 1e-4
+
+
+def test_the_heatmap_is_the_apis_explanation(
+    triton: httpclient.InferenceServerClient, live: Live
+) -> None:
+    """Asked for by name, `heatmap` is each image's map as a PNG, the very bytes of
+    /api/predict?explain=true's heatmap: of the top class, or of the output's
+    `explain_class`, in both modes. Not asked for, it is not sent."""
+    photos = [path.read_bytes() for path in PHOTOS[:2]]
+    for binary, query in ((True, "explain=true"), (False, "explain=true&explain_class=tabby")):
+        heatmap = httpclient.InferRequestedOutput("heatmap", binary_data=binary)
+        if not binary:
+            heatmap._parameters["explain_class"] = "tabby"  # tritonclient has no setter for it
+        result = triton.infer("export", [images_input(photos, binary)], outputs=[heatmap])
+        pngs = result.as_numpy("heatmap")
+        assert pngs.shape == (2,)
+        for data, png in zip(photos, pngs, strict=True):
+            got = png if binary else base64.b64decode(png)  # base64 in JSON, as mask_png is
+            assert got.startswith(b"\x89PNG") and got == api_heatmap(live.port, data, query)
+    plain = triton.infer("export", [images_input(photos, True)])
+    assert plain.get_output("heatmap") is None and plain.get_output("labels") is not None
+
+
+def test_a_heatmaps_bad_parameters_are_the_protocols_400(live: Live) -> None:
+    cases = [
+        ({"explain_class": 7}, "explain_class must be a string"),
+        ({"explain_class": "griffin"}, "explain_class 'griffin' is not a label"),
+    ]
+    for parameters, words in cases:
+        body = infer_json(CAT.read_bytes(), [{"name": "heatmap", "parameters": parameters}])
+        status, answer, _ = request(
+            live.port, "POST", "/v2/models/export/infer", json.dumps(body).encode()
+        )
+        error = json.loads(answer)
+        assert status == 400 and set(error) == {"error"} and words in error["error"], error
+
+
+@pytest.mark.slow
+@pytest.mark.learners(*KIND_LEARNERS.values(), lines=("2.8",))
+@pytest.mark.parametrize("kind", list(KIND_LEARNERS))
+def test_only_a_model_that_explains_has_a_heatmap(kind: str, corpus: Corpus) -> None:
+    """A corpus learner of every other kind: `heatmap` is listed and made (the API's map)
+    where the compiled file explains; keypoints and segmentation, and a model whose
+    compile refused to explain, neither list it nor make it: a 400 saying why."""
+    built = corpus["2.8", KIND_LEARNERS[kind]]
+    assert built.compile.returncode == 0, built.compile.stderr
+    settings = make_settings(MODEL_PATH=str(built.onnx))
+    path, photo = f"/v2/models/{settings.model_name}", CAT.read_bytes()
+    refusal = read_info(built.onnx)["explanation"].get("refused")
+    with TestClient(create_app(settings)) as client:
+        listed = [output["name"] for output in client.get(path).json()["outputs"]]
+        asked = client.post(f"{path}/infer", json=infer_json(photo, [{"name": "heatmap"}]))
+        api = client.post("/api/predict?explain=true", files={"file": ("cat.jpg", photo)}).json()
+        if kind == "multi-label" and refusal is None:  # a label this photo didn't pass
+            passed = api["labels"]
+            other = next(p["label"] for p in api["predictions"] if p["label"] not in passed)
+            wanted = [{"name": "heatmap", "parameters": {"explain_class": other}}]
+            refused = client.post(f"{path}/infer", json=infer_json(photo, wanted))
+    if refusal is None:
+        assert listed[-1] == "heatmap" and asked.status_code == 200, asked.text
+        png = base64.b64decode(asked.json()["outputs"][0]["data"][0])
+        assert png == base64.b64decode(api["explanation"]["heatmap"].split(",", 1)[1])
+    else:
+        assert "heatmap" not in listed and asked.status_code == 400
+        why = "already a place in the photo" if kind in ("keypoints", "segmentation") else refusal
+        assert set(asked.json()) == {"error"} and why in asked.json()["error"], asked.text
+    if kind == "multi-label" and refusal is None:
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"].startswith("'images' element 0: explain_class")
 
 
 def test_bad_images_and_unknown_models(triton: httpclient.InferenceServerClient) -> None:

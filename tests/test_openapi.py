@@ -13,6 +13,7 @@ from app.error_codes import ERRORS, RETRY_AFTER
 from app.http.openapi import BATCH_FORM, OPERATIONS, document
 from app.kinds import KINDS
 from app.main import routes
+from tests.helpers import CAT
 
 pytestmark = pytest.mark.unit
 
@@ -152,3 +153,41 @@ def test_what_the_api_refuses_the_document_does_not_allow(schema: dict, body: di
     components = document(routes)["components"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(body, {**schema, "components": components})
+
+
+def test_explain_and_its_answer_are_documented_as_served(client: TestClient) -> None:
+    """explain, explain_class and explain_value are options of every prediction; the
+    answer's `explanation` is the Explanation schema, for the kinds that explain; what
+    /api/model and an explained answer say has no field the document leaves out (a
+    generated client would keep it aside, untyped). explain_class is a string, not an
+    enum of the labels: the default model's "cardigan" and "Cardigan" would be one name
+    in a generated Python client, which refuses the document."""
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]
+    parameters = components["parameters"]
+    assert parameters["Explain"]["schema"] == {"type": "boolean", "default": False}
+    assert parameters["ExplainClass"]["schema"] == parameters["ExplainValue"]["schema"]
+    assert parameters["ExplainClass"]["schema"] == {"type": "string"}
+    for path, method in (("/api/predict", "get"), ("/api/predict", "post")):
+        used = refs(schema["paths"][path][method]["parameters"])
+        assert {f"#/components/parameters/Explain{s}" for s in ("", "Class", "Value")} <= used
+    assert refs(schema["paths"]["/api/predict/batch"]["post"]["parameters"]) >= {
+        "#/components/parameters/Explain"
+    }
+    explains = {name for name, kind in KINDS.items() if kind.explains}
+    assert explains == {"single-label", "multi-label", "regression"}
+    for name, kind in KINDS.items():
+        answer = components["schemas"][kind.answer_schema()]["properties"]
+        assert ("explanation" in answer) == (name in explains), name
+
+    info = client.get("/api/model").json()
+    described = components["schemas"]["SingleLabelModel"]["allOf"][0]["properties"]
+    assert set(info) <= set(components["schemas"]["ModelMeta"]["properties"]) | set(described)
+    assert info["explanation"]["method"] == "recipro-cam"
+    photo = CAT.read_bytes()
+    answer = client.post("/api/predict?explain=true", files={"file": ("cat.jpg", photo)}).json()
+    fields = {**components["schemas"]["Result"]["properties"], "model": 0, "elapsed_ms": 0}
+    assert set(answer) <= set(fields) and "explanation" in answer
+    explanation = components["schemas"]["Explanation"]
+    jsonschema.validate(answer["explanation"], explanation)
+    assert set(answer["explanation"]) == set(explanation["properties"])

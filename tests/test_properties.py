@@ -55,6 +55,13 @@ def test_any_top_k(client: TestClient, top_k: str) -> None:
 
 
 @RUNS
+@given(explain=numbers | st.sampled_from(["true", "1", "TRUE"]), target=st.text(max_size=20))
+def test_any_explain_options(client: TestClient, explain: str, target: str) -> None:
+    query = {"explain": explain, "explain_class": target}
+    api_error(client.post("/api/predict", params=query, json={"image": PHOTO}))
+
+
+@RUNS
 @given(body=json_values, batch=st.booleans())
 def test_any_json_body(client: TestClient, body: object, batch: bool) -> None:
     path = "/api/predict/batch" if batch else "/api/predict"
@@ -81,10 +88,10 @@ def infer_input() -> st.SearchStrategy:
 
 def infer_request() -> st.SearchStrategy:
     output = st.fixed_dictionaries(
-        {"name": st.sampled_from(["probabilities", "labels"]) | json_values},
+        {"name": st.sampled_from(["probabilities", "labels", "heatmap"]) | json_values},
         optional={
             "parameters": st.dictionaries(
-                st.sampled_from(["binary_data", "classification"]), json_values
+                st.sampled_from(["binary_data", "classification", "explain_class"]), json_values
             )
             | json_values
         },

@@ -71,17 +71,6 @@ _model_meta_properties = {
         "its agreement with exact decoding on held-out phone-size photos.",
         "properties": {"jpeg": {"type": "string", "enum": ["exact", "reduced"]}},
     },
-    "explanation": {
-        "type": "object",
-        "description": "Whether and how answers are explained (explain=true): Recipro-CAM's "
-        "record (`method`, the network's `split`, its `parity` with Recipro-CAM computed with "
-        "torch on the learner, `int8`: an INT8 file's maps against fp32's), or `refused`: "
-        "one line saying why this model can't explain its answers.",
-        "properties": {
-            "method": {"type": "string", "enum": ["recipro-cam"]},
-            "refused": {"type": "string"},
-        },
-    },
     "architecture": {"type": "string"},
     "input_size": {
         "type": "array",
@@ -106,6 +95,18 @@ _model_meta_properties = {
     "parity": {
         "type": "object",
         "description": "How closely it matched learn.predict when compiled.",
+    },
+    "explanation": {
+        "type": "object",
+        "nullable": True,
+        "description": "Whether explain=true works for this model: how its maps are made "
+        "(where the network was split, and their parity with Recipro-CAM computed with torch "
+        "on the learner when compiled; for int8, their agreement with fp32's), or `refused`: "
+        "why not, in one line.",
+        "properties": {
+            "method": {"type": "string", "enum": ["recipro-cam"]},
+            "refused": {"type": "string"},
+        },
     },
 }
 
@@ -192,9 +193,9 @@ SCHEMAS = {
             "runtime",
             "precision",
             "decoding",
-            "explanation",
             "source",
             "parity",
+            "explanation",
         ],
         "properties": _model_meta_properties,
     },

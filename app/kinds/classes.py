@@ -56,6 +56,9 @@ class Classifier(Kind):
         return min(int(self.defaults["top_k"]), len(self.labels))
 
     def bound_parameters(self) -> list[dict[str, Any]]:
+        # explain_class stays a string: an enum of the labels would be a thousand names
+        # in a generated client, and labels that differ only in case ("cardigan", the
+        # sweater; "Cardigan", the corgi) are one name there, which breaks the generator.
         top_k = {**TOP_K, "schema": {**TOP_K["schema"], "maximum": len(self.labels)}}
         return [top_k, EXPLAIN, EXPLAIN_CLASS]  # the classes are /api/model's
 

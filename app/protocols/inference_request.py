@@ -130,17 +130,21 @@ def _images(header: InferenceRequest, binary: bytes, max_items: int) -> list[byt
     return images
 
 
-def _outputs(header: InferenceRequest, names: list[str]) -> dict[str, tuple[bool, dict[str, Any]]]:
-    """The outputs to send: all the kind's unless the request names some."""
+def _outputs(
+    header: InferenceRequest, names: list[str], optional: list[str]
+) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """The outputs to send: all the kind's (`names`) unless the request names some, of
+    those or of the `optional` ones (sent only when asked for)."""
     every_binary = (header.parameters or RequestParameters()).binary_data_output
     if header.outputs is None:
         return {name: (every_binary, {}) for name in names}
     chosen = {}
+    known = [*names, *optional]
     for output in header.outputs:
         parameters = output.parameters or {}
-        if output.name not in names:
+        if output.name not in known:
             raise invalid(
-                f"Unknown output {output.name[:80]!r}: there are {', '.join(map(repr, names))}."
+                f"Unknown output {output.name[:80]!r}: there are {', '.join(map(repr, known))}."
             )
         try:
             flags = msgspec.convert(parameters, OutputFlags)
@@ -151,8 +155,16 @@ def _outputs(header: InferenceRequest, names: list[str]) -> dict[str, tuple[bool
     return chosen
 
 
-def read(body: bytes, header_length: str | None, outputs: list[str], max_items: int) -> Asked:
-    """The request's images and the outputs it wants, of the kind's `outputs`; a 400
-    `invalid_inference_request` saying what is wrong otherwise."""
+def read(
+    body: bytes,
+    header_length: str | None,
+    outputs: list[str],
+    max_items: int,
+    optional: list[str] | None = None,
+) -> Asked:
+    """The request's images and the outputs it wants, of the kind's `outputs` (or the
+    `optional` ones, asked for by name); a 400 `invalid_inference_request` saying what is
+    wrong otherwise."""
     header, binary = _split(body, header_length)
-    return Asked(_images(header, binary, max_items), _outputs(header, outputs), header.id)
+    chosen = _outputs(header, outputs, optional or [])
+    return Asked(_images(header, binary, max_items), chosen, header.id)

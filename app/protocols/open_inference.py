@@ -8,7 +8,10 @@ Inference-Header-Content-Length bytes, then each element as a 4-byte
 little-endian length and its bytes). The outputs are the model's kind's
 (app/kinds/: a classifier's `probabilities`, FP32 [N, classes], and `labels`,
 BYTES [N, k], the top k, k from the output's `classification` parameter), each
-in JSON or binary as the request asks. The images go through the same path as
+in JSON or binary as the request asks; a model that explains its answers also has an
+optional `heatmap` (BYTES [N], each image's map of where the network looked as a PNG,
+app/inference/explanation.py), made only when asked for by name, with the API's
+`explain_class` or `explain_value` as its parameters. The images go through the same path as
 the API's (app/pipeline.py), holding a slot an image as the API's batch does,
 cancelled if the client hangs up; body limits and metrics are the middleware's, as
 for every route. This module owns its routes and its errors' shape, `{"error": "..."}`:
@@ -16,6 +19,7 @@ for every route. This module owns its routes and its errors' shape, `{"error": "
 """
 
 import base64
+import functools
 import json
 import struct
 import time
@@ -31,12 +35,17 @@ from starlette.routing import Mount, Route
 from app.errors import ApiError
 from app.http.api import elapsed_ms
 from app.http.handlers import Unexpected, exception_handlers
-from app.kinds import Kind, Prediction, Tensor
+from app.inference.explanation import png
+from app.kinds import Prediction, Tensor
 from app.limits.disconnect import until_disconnect
+from app.pipeline import Pipeline
 from app.protocols.inference_request import HEADER_LENGTH, INPUT, invalid, read
 from app.services import Services
 
 VERSION = "1"
+# The output that is not the kind's but the explanation's: sent only when asked for.
+HEATMAP = "heatmap"
+TARGETS = ("explain_class", "explain_value")  # its parameters: the API's query options
 
 
 def _services(request: Request) -> Services:
@@ -67,17 +76,23 @@ async def server_ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
+def _outputs(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The model's outputs: its kind's, and `heatmap` for a model that explains."""
+    heatmap = [{"name": HEATMAP, "datatype": "BYTES", "shape": [-1]}] if pipeline.explains else []
+    return [*pipeline.kind.outputs(), *heatmap]
+
+
 async def model_metadata(request: Request) -> JSONResponse:
     services = _services(request)
-    kind = services.pipeline.kind
+    pipeline = services.pipeline
     return JSONResponse(
         {
             "name": services.settings.model_name,
             "versions": [VERSION],
             "platform": "onnxruntime_onnx",
             "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
-            "outputs": kind.outputs(),
-            "parameters": kind.describe(),
+            "outputs": _outputs(pipeline),
+            "parameters": pipeline.kind.describe(),
         }
     )
 
@@ -128,16 +143,52 @@ def _encode(tensor: Tensor, binary: bool) -> tuple[bytes, bytes]:
     return json.dumps(entry).encode(), raw
 
 
+def _explain_options(pipeline: Pipeline, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The options of an explained prediction, from the `heatmap` output's parameters,
+    checked as the API checks its query's; a 400 when they are wrong or the model can't
+    explain its answers."""
+    query = {"explain": "true"}
+    for name in TARGETS:
+        value = parameters.get(name)
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"The {HEATMAP} output's {name} must be a string: a label or a name.")
+        if value is not None:
+            query[name] = value
+    try:
+        return pipeline.options(query)
+    except ApiError as exc:
+        raise invalid(f"Output {HEATMAP!r}: {exc.message}") from None
+
+
+def _heatmaps(pipeline: Pipeline, rows: list[Prediction], options: dict[str, Any]) -> Tensor:
+    """Each image's map of the output it explains, as the API's `explanation` draws it."""
+    pngs = []
+    for index, row in enumerate(rows):
+        try:
+            target, _ = pipeline.kind.explain_target(row.output, options)
+        except ApiError as exc:  # a multi-label explain_class that this image didn't pass
+            raise invalid(f"{INPUT!r} element {index}: {exc.message}") from None
+        pngs.append(png(pipeline.explainer.heatmap(row, target)))
+    return Tensor(HEATMAP, "BYTES", [len(rows)], pngs)
+
+
 def _render(
-    kind: Kind, rows: list[Prediction], outputs: dict[str, tuple[bool, dict[str, Any]]]
+    pipeline: Pipeline,
+    rows: list[Prediction],
+    outputs: dict[str, tuple[bool, dict[str, Any]]],
+    options: dict[str, Any],
 ) -> tuple[list[bytes], list[bytes]]:
     """The outputs asked for, encoded: drawn together, so a mask is drawn once however
     many outputs are made from it (the pipeline runs this in the prep pool for a kind
-    that draws)."""
+    that draws, or with a heatmap)."""
+    kinds = {name: params for name, (_, params) in outputs.items() if name != HEATMAP}
     try:
-        tensors = kind.tensors({name: params for name, (_, params) in outputs.items()}, rows)
+        made = dict(zip(kinds, pipeline.kind.tensors(kinds, rows), strict=True))
     except ValueError as exc:
         raise invalid(str(exc)) from None
+    if HEATMAP in outputs:
+        made[HEATMAP] = _heatmaps(pipeline, rows, options)
+    tensors = [made[name] for name in outputs]
     binary = [binary for binary, _ in outputs.values()]
     encoded = [_encode(tensor, out) for tensor, out in zip(tensors, binary, strict=True)]
     return [entry for entry, _ in encoded], [raw for _, raw in encoded]
@@ -153,18 +204,22 @@ async def infer(request: Request) -> Response:
         request.headers.get(HEADER_LENGTH),
         [output["name"] for output in pipeline.kind.outputs()],
         services.settings.max_batch_items,
+        optional=[HEATMAP],  # refused below, saying why, by a model that can't explain
     )
     images, outputs = asked.images, asked.outputs
+    explain = HEATMAP in outputs
+    options = _explain_options(pipeline, outputs[HEATMAP][1]) if explain else {}
 
     async def predict() -> tuple[list[bytes], list[bytes]]:
         async with services.admission.admit(len(images)) as slots:  # a slot an image
-            rows = await slots.map(pipeline.predict, images, return_exceptions=True)
+            one = functools.partial(pipeline.predict, explain=explain)
+            rows = await slots.map(one, images, return_exceptions=True)
             for index, row in enumerate(rows):
                 if isinstance(row, ApiError):
                     raise invalid(f"{INPUT!r} element {index}: {row.message}")
                 if isinstance(row, BaseException):
                     raise row
-            return await pipeline.draw(_render, pipeline.kind, rows, outputs)
+            return await pipeline.draw(_render, pipeline, rows, outputs, options, drawing=explain)
 
     entries, blobs = await until_disconnect(request, predict())
     body = {

@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   if (!model.data) throw new Error("no model");
   seen.kind = model.data.kind;
   seen.model = described(model.data);
+  seen.refused = model.data.explanation?.refused ?? null; // why explain=true can't work, if so
 
   const json = await api.POST("/api/predict", { body: { image: photo }, params: { query: { top_k: 2 } } });
   if (!json.data) throw new Error(`predict failed: ${json.error?.error.code}`);
@@ -89,6 +90,28 @@ async function main(): Promise<void> {
   });
   const code: ErrorCode | undefined = bad.error?.error.code;
   seen.error = { status: bad.response.status, code, requestId: bad.response.headers.get("X-Request-ID") };
+
+  // Where the network looked (explain=true): the map's target and size, or the code of a
+  // model that can't explain (keypoints, segmentation, or one whose compile refused).
+  const explained = await api.POST("/api/predict", {
+    body: { image: photo },
+    params: { query: { explain: true } },
+  });
+  const explanation = explained.data && "explanation" in explained.data ? explained.data.explanation : undefined;
+  seen.explained = explanation
+    ? {
+        target: explanation.target,
+        png: explanation.heatmap.startsWith("data:image/png;base64,"),
+        size: [explanation.heatmap_size.width, explanation.heatmap_size.height],
+      }
+    : explained.error?.error.code;
+  const explainedBatch = await api.POST("/api/predict/batch", {
+    body: { items: [{ image: photo }] },
+    params: { query: { explain: true } },
+  });
+  seen.batchExplained =
+    explainedBatch.data?.results.map((r) => ("explanation" in r ? r.explanation?.target : "none")) ??
+    explainedBatch.error?.error.code;
 
   const ready = await api.GET("/readyz");
   seen.ready = ready.data?.status;
