@@ -84,7 +84,9 @@ compile: $(MODEL:.pkl=.onnx)
 	$(PY) -m app compile $< -o $@
 
 # Measures this server beside the ONNX Runtime ceiling, the TorchScript baseline, a naive
-# server and LitServe (about 15 minutes); writes docs/benchmarks.md and docs/benchmarks.png.
+# server and LitServe, and explained predictions beside plain ones (about 20 minutes);
+# writes docs/benchmarks.md and docs/benchmarks.png. `.venv/bin/python -m bench.explanations
+# [--quick]` measures the explanations alone and prints their section.
 bench: $(VENV)/.bench
 	$(PY) -m bench.run
 

@@ -112,12 +112,18 @@ def run_wrk(url: str, image: Path, concurrency: int, seconds: int, max_requests:
 
 
 def load(
-    server: Server, image: Path, concurrency: int, seconds: int, max_requests: int
+    server: Server,
+    image: Path,
+    concurrency: int,
+    seconds: int,
+    max_requests: int,
+    query: str = "",
 ) -> LoadResult:
-    """Load a running server's predict path, sampling its peak memory meanwhile;
-    returns once the server has finished what wrk left in flight."""
+    """Load a running server's predict path (with `query`, e.g. "explain=true"), sampling
+    its peak memory meanwhile; returns once the server has finished what wrk left in flight."""
+    url = server.url(server.predict_path + (f"?{query}" if query else ""))
     with PeakSampler(server.session) as sampler:
-        result = run_wrk(server.url(server.predict_path), image, concurrency, seconds, max_requests)
+        result = run_wrk(url, image, concurrency, seconds, max_requests)
     result.peak_rss_mb = sampler.peak
     server.settle()
     return result

@@ -4,8 +4,15 @@ settings and figures, and the place for the analysis of what it missed."""
 import os
 from importlib.metadata import version
 
-from bench.results import GLIBC, LOAD_PHOTO, PHONE_PHOTOS, TUNING_CONCURRENCY, Results
-from bench.targets import ALLOCATOR_SPEEDUP, FAST_SPEEDUP, HTTP_SHARE
+from bench.results import (
+    GLIBC,
+    LOAD_PHOTO,
+    PHONE_PHOTOS,
+    TUNING_CONCURRENCY,
+    ExplanationRuns,
+    Results,
+)
+from bench.targets import ALLOCATOR_SPEEDUP, EXPLAIN_COST, FAST_SPEEDUP, HTTP_SHARE
 
 PREVIOUS_LITSERVE = """\
 ### The previous page's LitServe comparison
@@ -81,6 +88,7 @@ def missed(r: Results) -> str:
             "table), whose decoding costs less, gain more.",
         ]
     parts += decoding_missed(r)
+    parts += explanations_missed(r.explanations) if r.explanations else []
     if len(parts) == 2:
         parts.append("None: every target was met in this run.")
     return "\n".join(parts) + "\n"
@@ -129,6 +137,52 @@ def decoding_missed(r: Results) -> list[str]:
             f"scaling does not skip, but the network's {forward_ms:.1f} ms per image per "
             f"stream is the same for both: in-process the gain is "
             f"{fast.decoding['12mp'] / exact.decoding['12mp']:.2f}x."
+        )
+    return parts
+
+
+def explanations_missed(e: ExplanationRuns) -> list[str]:
+    """The explanation targets: what explaining adds, and where, from this run's figures."""
+    cost, parts = e.cost, []
+    rows, columns = cost.feature_map
+    plain, explained = e.single["plain"], e.single["explained"]
+    http = {photo: explained[photo].p50_ms / plain[photo].p50_ms for photo in plain}
+    for photo in cost.plain_ms:
+        if cost.ratio(photo) <= EXPLAIN_COST and http[photo] <= EXPLAIN_COST:
+            continue
+        head = cost.explain_forward_ms[photo] - cost.forward_ms[photo]
+        draw, drawn, png = cost.draw_ms[photo], cost.map_ms[photo], cost.png_kb[photo]
+        width, height = cost.heatmap_size[photo]
+        parts.append(
+            f"- **An explained prediction at {EXPLAIN_COST:g}x a plain one, {photo} photo**: "
+            f"in-process {cost.explained_ms[photo]:.1f} against {cost.plain_ms[photo]:.1f} ms "
+            f"({cost.ratio(photo):.2f}x), over HTTP at c=1 {explained[photo].p50_ms:.1f} "
+            f"against {plain[photo].p50_ms:.1f} ms ({http[photo]:.2f}x). Explaining adds the "
+            f"head run on each of the {rows}x{columns} cells of the last feature map alone, "
+            f"{head:.1f} ms beside the plain forward pass's {cost.forward_ms[photo]:.1f}, and "
+            f"the map drawn: {draw:.1f} ms, of which {drawn:.1f} to lay the cells over the "
+            f"photo ({width}x{height}) and {draw - drawn:.1f} for its PNG ({png:.0f} KB, "
+            "which the answer carries in base64). Decoding and preprocessing "
+            f"({cost.decode_ms[photo]:.1f} ms) cost both the same, so the smaller the photo, the "
+            "larger explaining's share."
+            + (
+                f" At c={TUNING_CONCURRENCY} the server spent {e.cpu_ms['explained'][photo]:.1f} "
+                f"ms of CPU per explained answer against {e.cpu_ms['plain'][photo]:.1f} plain."
+                if photo in e.cpu_ms["plain"]
+                else ""
+            )
+        )
+    photo = cost.memory_photo
+    peak = {mode: e.loads[mode][photo].peak_rss_mb for mode in e.loads}
+    allowed = cost.mask_mib * e.drawing_threads
+    if cost.draw_mib > cost.mask_mib or peak["explained"] > peak["plain"] + allowed:
+        parts.append(
+            f"- **An explained {photo} photo within a mask's limits**: drawing its map held "
+            f"{cost.draw_mib:.1f} MiB against a mask's {cost.mask_mib:.1f}; the server's peak "
+            f"RSS at c={TUNING_CONCURRENCY} was {peak['explained']:.0f} MB against "
+            f"{peak['plain']:.0f} plain, where {e.drawing_threads} drawing thread(s) may add "
+            f"{allowed:.0f}. Peak RSS is sampled every 0.2 s in each server's own run, and the "
+            f"decoded {photo} photos, not the maps, are most of it."
         )
     return parts
 

@@ -6,21 +6,14 @@ tables they come from; bench/notes.py writes its "How to read this" section.
 
 from pathlib import Path
 
-from bench import decoding
+from bench import decoding, explanations
 from bench.ceiling import BATCHES
 from bench.notes import notes
 from bench.results import CONCURRENCY, LOAD_PHOTO, TUNING_CONCURRENCY, Results
 from bench.tables import agreement, load_table, table
-from bench.targets import targets
+from bench.targets import rendered, targets
 
 C = TUNING_CONCURRENCY
-
-
-def target_rows(r: Results) -> list[str]:
-    rows = [
-        [t.aim, t.measured, "met" if t.met else f"**missed** by {t.shortfall}"] for t in targets(r)
-    ]
-    return table(["target", "measured", ""], rows)
 
 
 def int8(r: Results) -> list[str]:
@@ -187,7 +180,7 @@ def markdown(r: Results) -> str:
         "",
         "## Targets",
         "",
-        *target_rows(r),
+        *rendered(targets(r)),
         "",
         f"## Throughput and latency by concurrency ({LOAD_PHOTO} photo)",
         "",
@@ -206,6 +199,14 @@ def markdown(r: Results) -> str:
         "## Phone photos: exact and fast decoding",
         "",
         *decoding.section(r),
+        "",
+        "## Explanations (explain=true)",
+        "",
+        *(
+            explanations.section(r.explanations)
+            if r.explanations
+            else ["Not measured in this run."]
+        ),
         "",
         "## INT8 beside fp32",
         "",

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from bench.ceiling import Ceiling
+from bench.explain_cost import Explained
 from bench.load import LoadResult
 
 CONCURRENCY = (1, 4, 16, 64)
@@ -69,6 +70,22 @@ class DecodingRuns:
 
 
 @dataclass
+class ExplanationRuns:
+    """The default model's explained predictions (explain=true) beside its plain ones:
+    in-process, and over HTTP by a fresh server for each, sent the same requests."""
+
+    photo_sizes: dict[str, int]  # bytes per photo: the bench's, and the page's example photo
+    cost: Explained  # in-process, per photo, and the drawing's memory beside a mask's
+    single: dict[str, dict[str, LoadResult]]  # "plain" and "explained": c=1, per photo
+    loads: dict[str, dict[str, LoadResult]]  # "plain" and "explained": c=16, per phone photo
+    cpu_ms: dict[str, dict[str, float]]  # the same: the server's CPU time an answer, at c=16
+    drawing_threads: int  # the server's prep threads, which draw the maps (and masks)
+
+    def all_loads(self) -> list[LoadResult]:
+        return [r for runs in (self.single, self.loads) for m in runs.values() for r in m.values()]
+
+
+@dataclass
 class Results:
     """Everything the page shows, so writing it needs nothing else."""
 
@@ -88,12 +105,14 @@ class Results:
     ceiling_int8: Ceiling  # the same in-process ceiling, for the INT8 model
     decoding: DecodingRuns
     kinds: dict[str, ServerRun] = field(default_factory=dict)  # the other kinds, at c=16
+    explanations: ExplanationRuns | None = None  # None in a run from before they were measured
 
     def all_loads(self) -> list[LoadResult]:
         """Every wrk run, for the load generator's own CPU use."""
         runs = (*self.runs.values(), *self.kinds.values())
         loads = [r for run in runs for r in (*run.single.values(), *run.loads.values())]
         loads += [r for photos in self.decoding.loads.values() for r in photos.values()]
+        loads += self.explanations.all_loads() if self.explanations else []
         return loads + [v.result for v in (*self.litserve, *self.pounce)]
 
     @property

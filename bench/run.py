@@ -6,6 +6,8 @@ with the same photos; each load is bounded in time and in requests. Writes
 docs/benchmarks.md and docs/benchmarks.png.
 
     python -m bench.run [--quick]
+
+One section alone, printed instead of written: python -m bench.explanations [--quick].
 """
 
 import argparse
@@ -23,7 +25,7 @@ from pathlib import Path
 from app.inference.loading import compile_in_child, compiled_model_path
 from app.inference.model import read_info
 from app.settings import load_settings
-from bench import ceiling, decoding
+from bench import ceiling, decoding, explanations
 from bench.contenders import (
     EXPORT,
     PYTHON,
@@ -205,6 +207,7 @@ def main() -> None:
         ceil_int8 = ceiling.in_child(INT8_MODEL, folder, LOAD_PHOTO, seconds, threads)
         print(f"  {ceil_int8.with_decoding:.1f} img/s with decoding", flush=True)
         decoded = decoding.measure(model, ceil, folder, budget, args.port, threads)
+        explained = explanations.measure(model, folder, budget, args.port, threads)
         runs = {}
         for server in (pounce({}), pounce_int8(INT8_MODEL), torchscript(), naive()):
             runs[server.name] = benchmark(server, paths, budget, args.port)
@@ -233,6 +236,7 @@ def main() -> None:
         ceiling_int8=ceil_int8,
         decoding=decoded,
         kinds=kinds,
+        explanations=explained,
     )
     SAVED.parent.mkdir(exist_ok=True)
     SAVED.write_bytes(pickle.dumps(results))

@@ -5,7 +5,15 @@ import math
 from dataclasses import dataclass
 
 from bench.load import LoadResult
-from bench.results import GLIBC, PHONE_PHOTOS, SOAK_REQUESTS, TUNING_CONCURRENCY, Results
+from bench.results import (
+    GLIBC,
+    PHONE_PHOTOS,
+    SOAK_REQUESTS,
+    TUNING_CONCURRENCY,
+    ExplanationRuns,
+    Results,
+)
+from bench.tables import table
 
 C = TUNING_CONCURRENCY
 MAX_RSS_MB = 256
@@ -14,6 +22,7 @@ INT8_SPEEDUP = 1.5  # the aim for INT8's throughput over HTTP, against fp32's
 ALLOCATOR_SPEEDUP = 1.5  # the exact path's 12 MP ceiling, against glibc's allocator
 HTTP_SHARE = 0.9  # each phone photo over HTTP, against its in-process ceiling
 FAST_SPEEDUP = 2.0  # the fast path against the exact one, on the 12 MP photo
+EXPLAIN_COST = 1.3  # the most an explained prediction may cost, against a plain one
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,68 @@ def decoding(r: Results) -> list[Target]:
     return found
 
 
+def _costs(explained: dict[str, float], plain: dict[str, float]) -> Target:
+    """Each photo's explained time against its plain one, none above EXPLAIN_COST."""
+    ratios = {photo: explained[photo] / plain[photo] for photo in plain}
+    over = [
+        f"{photo}: {ratio - EXPLAIN_COST:.2f}x "
+        f"({explained[photo] - EXPLAIN_COST * plain[photo]:.1f} ms over)"
+        for photo, ratio in ratios.items()
+        if ratio > EXPLAIN_COST
+    ]
+    return Target(
+        "",
+        "; ".join(
+            f"{photo} {explained[photo]:.1f} vs {plain[photo]:.1f} ms = {ratio:.2f}x"
+            for photo, ratio in ratios.items()
+        ),
+        ", ".join(over) or None,
+    )
+
+
+def explaining(e: ExplanationRuns) -> list[Target]:
+    """An explained prediction's time against a plain one's, in-process and over HTTP; an
+    explained 12 MP photo's memory within what a mask may take."""
+    cost, single, loads = e.cost, e.single, e.loads
+    inside = _costs(cost.explained_ms, cost.plain_ms)
+    http = _costs(
+        {photo: r.p50_ms for photo, r in single["explained"].items()},
+        {photo: r.p50_ms for photo, r in single["plain"].items()},
+    )
+    rate = {mode: loads[mode]["2mp"].throughput for mode in loads}
+    photo = cost.memory_photo
+    peak = {mode: loads[mode][photo].peak_rss_mb for mode in loads}
+    allowed = cost.mask_mib * e.drawing_threads
+    memory = []
+    if cost.draw_mib > cost.mask_mib:
+        memory.append(f"the drawing {cost.draw_mib - cost.mask_mib:.1f} MiB over the mask's")
+    if peak["explained"] > peak["plain"] + allowed:
+        memory.append(f"peak RSS {peak['explained'] - peak['plain'] - allowed:.0f} MB over")
+    return [
+        Target(
+            f"an explained prediction (`explain=true`) ≤ {EXPLAIN_COST:g}x a plain one "
+            "in-process (decode, preprocess, infer, the answer and its map drawn), each photo",
+            inside.measured,
+            inside.shortfall,
+        ),
+        Target(
+            f"an explained prediction ≤ {EXPLAIN_COST:g}x a plain one over HTTP, c=1 p50, each "
+            f"photo (throughput at c={C} reported beside)",
+            f"{http.measured}; at c={C} (2mp) {rate['explained']:.1f} vs "
+            f"{rate['plain']:.1f} img/s = {times(rate['explained'], rate['plain']):.2f}x",
+            http.shortfall,
+        ),
+        Target(
+            f"an explained {photo} photo within a mask's limits: its drawing holds ≤ a mask's "
+            f"answer at MAX_MASK_MEGAPIXELS, its peak RSS at c={C} ≤ the plain one's + that "
+            "mask's memory per drawing thread",
+            f"drawing {cost.draw_mib:.1f} vs mask {cost.mask_mib:.1f} MiB; peak RSS "
+            f"{peak['explained']:.0f} vs {peak['plain']:.0f} MB (+{allowed:.0f} allowed)",
+            " and ".join(memory) or None,
+        ),
+    ]
+
+
 def targets(r: Results) -> list[Target]:
     pounce = r.runs["pounce"]
     ours = pounce.tuned
@@ -148,4 +219,11 @@ def targets(r: Results) -> list[Target]:
             else short_of(int8.throughput, fp32.throughput, INT8_SPEEDUP),
         ),
         *decoding(r),
+        *(explaining(r.explanations) if r.explanations else []),
     ]
+
+
+def rendered(found: list[Target]) -> list[str]:
+    """The targets as the page's table: each met, or missed and by how much."""
+    rows = [[t.aim, t.measured, "met" if t.met else f"**missed** by {t.shortfall}"] for t in found]
+    return table(["target", "measured", ""], rows)
