@@ -90,6 +90,13 @@ async function main(): Promise<void> {
   const code: ErrorCode | undefined = bad.error?.error.code;
   seen.error = { status: bad.response.status, code, requestId: bad.response.headers.get("X-Request-ID") };
 
+  // Feedback on an answer: its prediction_id when the server keeps feedback (FEEDBACK_DIR),
+  // else the error saying it is off.
+  const feedback = await api.POST("/api/feedback", {
+    body: { prediction_id: json.data.prediction_id ?? "0".repeat(32), correct: true },
+  });
+  seen.feedback = feedback.data ? feedback.data.feedback : feedback.error?.error.code;
+
   const ready = await api.GET("/readyz");
   seen.ready = ready.data?.status;
   console.log(JSON.stringify(seen));
