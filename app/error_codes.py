@@ -74,8 +74,8 @@ ERRORS: dict[str, ErrorCode] = {
     ),
     "unknown_prediction": ErrorCode(
         (404,),
-        "No held prediction has that `prediction_id`: never given, or past "
-        "FEEDBACK_HOLD_MINUTES (or dropped, past FEEDBACK_HOLD_MB).",
+        "No held answer has that `prediction_id`: never given, past FEEDBACK_HOLD_MINUTES "
+        "(or dropped, past FEEDBACK_HOLD_MB), or given by a model served here before.",
         FEEDBACK,
     ),
     "already_answered": ErrorCode(

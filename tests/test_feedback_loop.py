@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from PIL import Image
@@ -47,17 +48,20 @@ def test_corrections_become_a_dataset_fastai_trains_the_next_model_on(
     made = colour_pictures(60, seed=21)
     with serve(tmp_path, ADMIN_TOKEN=TOKEN, **env) as live:
         verdicts = []
-        for names, data in made:
-            said = {"prediction_id": answer(live.port, data)["prediction_id"], "labels": names}
-            status, body, _ = request(
-                live.port,
-                "POST",
-                "/api/feedback",
-                json.dumps(said).encode(),
-                {"Content-Type": "application/json"},
+        for index, (names, data) in enumerate(made):
+            prediction_id = answer(live.port, data)["prediction_id"]
+            if index % 2:  # as the page's form posts it: a field a label, and an empty one
+                fields = [("prediction_id", prediction_id), ("labels", "")]
+                body = urlencode(fields + [("labels", name) for name in names]).encode()
+                kind = "application/x-www-form-urlencoded"
+            else:
+                body = json.dumps({"prediction_id": prediction_id, "labels": names}).encode()
+                kind = "application/json"
+            status, said, _ = request(
+                live.port, "POST", "/api/feedback", body, {"Content-Type": kind}
             )
-            assert status == 200, body
-            verdicts.append(json.loads(body)["feedback"])
+            assert status == 200, said
+            verdicts.append(json.loads(said)["feedback"])
         auth = {"Authorization": f"Bearer {TOKEN}"}
         status, zipped, _ = request(live.port, "GET", "/api/feedback/export", headers=auth)
         original = json.loads(request(live.port, "GET", "/api/model")[1])

@@ -1,7 +1,8 @@
 """The feedback store (app/feedback/store.py) and what is made from it: holding answered
 photos within their time and bytes, keeping what people said once, nothing half-written
-past FEEDBACK_MAX_MB, the export's labels.csv for each kind, the summary, and the admin
-token's comparison. In this process, on a folder of the test's own."""
+past FEEDBACK_MAX_MB, the export's labels.csv for each kind, the summary, the admin
+token's comparison, and what each kind takes as a correction. In this process, on a folder
+of the test's own."""
 
 import csv
 import hashlib
@@ -17,6 +18,7 @@ from app.feedback import admin
 from app.feedback.export import COLUMNS, is_valid, write_export
 from app.feedback.store import Answered, FeedbackStore
 from app.feedback.summary import summarize
+from app.kinds import KINDS, kind_of
 
 pytestmark = pytest.mark.unit
 
@@ -76,6 +78,8 @@ def test_a_held_answer_is_kept_once_and_only_while_held(tmp_path: Path) -> None:
     assert feedback.record(third, ["tabby"]).verdict == "confirmed"  # said what it said
     assert error_code(feedback.record, first, ["tabby"]) == "already_answered"  # a replay
     assert error_code(feedback.record, "0" * 32, None) == "unknown_prediction"
+    other_model = feedback.hold(photo(4), CAT)  # answered by the model served before
+    assert error_code(feedback.record, other_model, None, "b" * 64) == "unknown_prediction"
 
     late = feedback.hold(photo(3), CAT)
     clock.now += 61
@@ -191,8 +195,10 @@ def test_the_summary_counts_per_class_and_the_most_frequent_mix_ups(tmp_path: Pa
     for index, (predicted, label) in enumerate(said):
         answered = Answered("single-label", [predicted], 0.5, "a" * 64)
         feedback.record(feedback.hold(photo(index), answered), label and [label])
+    values = Answered("regression", ["0.5"], None, "a" * 64)  # counted, under no class
+    feedback.record(feedback.hold(photo(9), values), ["0.7"])
     summary = summarize(feedback.records())
-    assert (summary["total"], summary["confirmed"], summary["corrected"]) == (4, 1, 3)
+    assert (summary["total"], summary["confirmed"], summary["corrected"]) == (5, 1, 4)
     assert summary["classes"] == [
         {"label": "tabby", "confirmed": 1, "corrected": 2},
         {"label": "lynx", "confirmed": 0, "corrected": 1},
@@ -219,3 +225,32 @@ def test_the_token_is_compared_as_fixed_length_digests(monkeypatch: pytest.Monke
     assert admin.bearer(f"Bearer {token}") == token and admin.bearer(f"bearer  {token} ") == token
     assert admin.bearer(token) is None and admin.bearer("Basic abc") is None
     assert not admin.token_matches(None, token) and not admin.token_matches(token, "")
+
+
+def test_each_kind_checks_its_own_correction() -> None:
+    """What a kind keeps of a correction, and what it refuses (`invalid_label`)."""
+    single = kind_of({"kind": "single-label", "labels": ["cat", "dog"]})
+    multi = kind_of({"kind": "multi-label", "labels": ["blue", "red"], "threshold": 0.5})
+    values = kind_of({"kind": "regression", "output": {"shape": [1, 2]}, "names": None})
+    assert single.correction("dog", False) == ["dog"]
+    assert single.correction(" fox cub ", True) == ["fox cub"]  # a new one, trimmed
+    assert multi.correction(["red", "blue", "red"], False) == ["blue", "red"]
+    assert multi.correction([], False) == []  # none of them: an answer too
+    assert multi.correction(["green"], True) == ["green"]
+    assert values.correction([1, "0.5"], False) == ["1.0", "0.5"]  # a form's text too
+    assert values.predicted({"values": [0.25, 1]}) == (["0.25", "1.0"], None)
+    for kind, value, new in [
+        (single, "fox", False),
+        (single, "a/b", True),
+        (single, None, True),
+        (multi, ["snow leopard"], True),  # a space: the export's separator
+        (multi, "red", False),
+        (multi, ["red"] * 30, False),
+        (values, [1], False),
+        (values, [1, float("nan")], False),
+        (values, ["inf", 1], False),
+        (values, [True, 1], False),
+        (values, [10**400, 1], False),
+    ]:
+        assert error_code(kind.correction, value, new) == "invalid_label", (kind.name, value)
+    assert KINDS["keypoints"].corrected_by is None and KINDS["segmentation"].corrected_by is None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from app.feedback.files import TEMPORARY
 from app.feedback.store import FeedbackStore, Record
+from app.kinds import KINDS
 
 COLUMNS = ["fname", "label", "is_valid", "predicted", "probability", "model_sha256", "created"]
 
@@ -29,9 +30,15 @@ def is_valid(sha256: str) -> bool:
     return int(sha256[:8], 16) % 5 == 0
 
 
+def numbers(record: Record) -> bool:
+    """Whether the record's label is numbers (a regression's values), not classes."""
+    kind = KINDS.get(record.kind)
+    return kind is not None and kind.corrected_by_numbers
+
+
 def labels_csv(records: list[Record]) -> str:
     """labels.csv: a row a record, in the order they were kept."""
-    values = max((len(r.label) for r in records if r.kind == "regression"), default=0)
+    values = max((len(r.label) for r in records if numbers(r)), default=0)
     values = values if values > 1 else 0
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -47,7 +54,7 @@ def labels_csv(records: list[Record]) -> str:
             record.model_sha256,
             created.replace("+00:00", "Z"),
         ]
-        extra = record.label if record.kind == "regression" else []
+        extra = record.label if numbers(record) else []
         writer.writerow(row + [*extra, *[""] * (values - len(extra))][:values])
     return out.getvalue()
 

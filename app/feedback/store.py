@@ -179,13 +179,18 @@ class FeedbackStore:
 
     # --- recording a confirmation or a correction -------------------------------------
 
-    def record(self, prediction_id: str, label: list[str] | None) -> Record:
+    def record(
+        self, prediction_id: str, label: list[str] | None, model_sha256: str | None = None
+    ) -> Record:
         """Keep what someone said of a held answer (`label`: None confirms it): its photo
-        into images/, its row into the index, or nothing at all (an ApiError)."""
+        into images/, its row into the index, or nothing at all (an ApiError). With
+        `model_sha256`, only an answer of that model (the one `label` was checked against)."""
         added: Path | None = None
         try:
             with transaction(self.index) as db:
                 record, size = self._answer(db, prediction_id, label)
+                if model_sha256 is not None and record.model_sha256 != model_sha256:
+                    raise _unknown()  # a model served here before: its labels may differ
                 known = db.execute("SELECT 1 FROM images WHERE sha256 = ?", (record.sha256,))
                 new_image = known.fetchone() is None
                 kept = value(db, "kept_bytes") + self.index.stat().st_size + ROW_BYTES

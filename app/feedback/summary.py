@@ -6,6 +6,7 @@ and its pair is its labels as a whole; a regression model's are counted, not cla
 from collections import Counter
 from typing import Any
 
+from app.feedback.export import numbers
 from app.feedback.store import Record
 
 PAIRS = 20  # the most frequent pairs listed
@@ -16,7 +17,7 @@ def summarize(records: list[Record]) -> dict[str, Any]:
     corrected: Counter[str] = Counter()
     pairs: Counter[tuple[str, str]] = Counter()
     for record in records:
-        if record.kind == "regression":
+        if numbers(record):  # a regression's values: no class to count them under
             continue
         tally = confirmed if record.verdict == "confirmed" else corrected
         tally.update(record.predicted)

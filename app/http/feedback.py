@@ -68,7 +68,8 @@ async def feedback(request: Request) -> Response:
     kind = services.pipeline.kind
     applicable(kind)  # before reading the body: nothing it says changes this
     said = read_correction(await fields(request), kind, services.settings.feedback_new_labels)
-    record = await anyio.to_thread.run_sync(store.record, said.prediction_id, said.label)
+    model = services.model_info["sha256"]
+    record = await anyio.to_thread.run_sync(store.record, said.prediction_id, said.label, model)
     services.metrics.feedback.labels(record.verdict).inc()
     if wants_html(request):
         return render_page(request, notice=THANKS[record.verdict])

@@ -64,6 +64,9 @@ class Kind:
     # The field a correction of an answer names (`label`, `labels`, `values`: app/feedback/),
     # or None for a kind whose answers are not corrected here (a place in the photo).
     corrected_by: ClassVar[str | None] = None
+    # Whether what corrects it is numbers, not classes: the export gives each its own
+    # column (fastai's RegressionBlock reads one number a column), the summary no class.
+    corrected_by_numbers: ClassVar[bool] = False
 
     def __init__(self, info: dict[str, Any], defaults: Mapping[str, float]) -> None:
         """`defaults`: the server's settings the kinds read (TOP_K, MAX_MASK_MEGAPIXELS)."""

@@ -25,6 +25,7 @@ NAMES = {
 class Regression(Kind):
     name = "regression"
     corrected_by = "values"
+    corrected_by_numbers = True
     explains = True
     parameters: ClassVar[list[dict[str, Any]]] = [EXPLAIN, EXPLAIN_VALUE]
     schemas: ClassVar[dict[str, dict[str, Any]]] = with_explanation({
