@@ -100,7 +100,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8000 \
     MODEL_PATH=/app/model.onnx
 RUN groupadd --system --gid 10001 pounce \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin pounce
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin pounce \
+    && mkdir -p /data/feedback && chown pounce:pounce /data/feedback
+# FEEDBACK_DIR's usual place: a volume mounted here starts out the server user's (docs/deploy.md).
 WORKDIR /app
 COPY --from=serving-slim /opt/venv /opt/venv
 COPY app/ app/

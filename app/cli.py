@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve`, `predict PATH_OR_URL...` and `compile`.
+"""Command line: `python -m app serve`, `predict PATH_OR_URL...`, `compile` and
+`feedback export OUT.zip`.
 
 `predict` runs the server's own path to an answer (app/pipeline.py: fetch, predict,
 answer), so checking a model here checks what the server will do. It prints one
@@ -6,7 +7,8 @@ JSON line per image, the API's answer, and exits 1 if any image failed; with
 `--explain DIR`, the answer's `explanation` too, and each photo with its map drawn
 over it in DIR (app/overlay.py). `compile`
 turns a fastai export into the .onnx file the server runs, in a child process
-(app/inference/loading.py).
+(app/inference/loading.py). `feedback export` writes FEEDBACK_DIR's dataset (what
+GET /api/feedback/export sends) with no server running, or beside one.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import logging
 import logging.config
 import resource
 import signal
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,6 +231,25 @@ def compile_model(args: argparse.Namespace) -> None:
         sys.exit(f"error: {exc}")
 
 
+def feedback_export(args: argparse.Namespace) -> None:
+    from app.feedback.export import write_export
+    from app.feedback.store import FeedbackStore
+
+    settings = _settings()
+    if settings.feedback_dir is None:
+        sys.exit("error: FEEDBACK_DIR is not set: it names the feedback to export")
+    if not (settings.feedback_dir / "index.db").is_file():
+        sys.exit(f"error: {settings.feedback_dir} holds no feedback (no index.db)")
+    store = FeedbackStore.from_settings(settings)
+    try:
+        count = write_export(store.open(), args.out)
+    except (OSError, sqlite3.Error) as exc:
+        sys.exit(f"error: {exc}")
+    finally:
+        store.close()
+    print(f"{args.out}: {count} answers confirmed or corrected", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m app", description="Pounce: a fastai vision model on the web."
@@ -298,6 +320,13 @@ def main(argv: list[str] | None = None) -> None:
         help="only say which compiled file serves the source (exit 3 if none)",
     )
     compile_cmd.set_defaults(func=compile_model)
+    feedback_cmd = commands.add_parser("feedback", help="what people said of the answers")
+    feedback_commands = feedback_cmd.add_subparsers(dest="action", required=True)
+    export_cmd = feedback_commands.add_parser(
+        "export", help="write FEEDBACK_DIR's photos and labels.csv as a zip fastai reads"
+    )
+    export_cmd.add_argument("out", type=Path, metavar="OUT.zip")
+    export_cmd.set_defaults(func=feedback_export)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args.func(args)

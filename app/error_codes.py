@@ -16,6 +16,8 @@ PREDICT = "a prediction"
 BATCH = "a batch"
 READY = "the readiness check"
 INFERENCE = "an Open Inference Protocol request (/v2)"
+FEEDBACK = "a correction or confirmation (POST /api/feedback)"
+ADMIN = "the feedback's export or summary (ADMIN_TOKEN)"
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,30 @@ ERRORS: dict[str, ErrorCode] = {
     "request_timeout": ErrorCode(
         (408,), "The body took over BODY_TIMEOUT, or the headers over HEADER_TIMEOUT.", ANY
     ),
+    "unauthorized": ErrorCode(
+        (401,),
+        "No `Authorization: Bearer` token, or not ADMIN_TOKEN; with WWW-Authenticate.",
+        ADMIN,
+    ),
+    "admin_off": ErrorCode(
+        (403,), "No ADMIN_TOKEN is set on the server, so the export and summary are off.", ADMIN
+    ),
+    "feedback_off": ErrorCode(
+        (404,), "Feedback is off on this server (no FEEDBACK_DIR).", (FEEDBACK, ADMIN)
+    ),
+    "unknown_prediction": ErrorCode(
+        (404,),
+        "No held answer has that `prediction_id`: never given, past FEEDBACK_HOLD_MINUTES "
+        "(or dropped, past FEEDBACK_HOLD_MB), or given by a model served here before.",
+        FEEDBACK,
+    ),
+    "already_answered": ErrorCode(
+        (409,), "That prediction was already confirmed or corrected.", FEEDBACK
+    ),
     "payload_too_large": ErrorCode(
-        (413,), "The body, or a fetched image, is over MAX_UPLOAD_MB.", IMAGE
+        (413,),
+        "The body, or a fetched image, is over MAX_UPLOAD_MB (a feedback body over 64 KB).",
+        (IMAGE, FEEDBACK),
     ),
     "image_too_large": ErrorCode((413,), "The image is over MAX_IMAGE_MEGAPIXELS.", IMAGE),
     "too_many_items": ErrorCode((413,), "The batch has more than MAX_BATCH_ITEMS images.", BATCH),
@@ -98,6 +122,21 @@ ERRORS: dict[str, ErrorCode] = {
         "model's: a label that passed), or `explain_value` no value of the model.",
         PREDICT,
     ),
+    "invalid_feedback": ErrorCode(
+        (422,),
+        "The feedback is not one the model's kind takes: `prediction_id` with `correct: true`, "
+        "or with `label` (single-label), `labels` (multi-label) or `values` (regression).",
+        FEEDBACK,
+    ),
+    "invalid_label": ErrorCode(
+        (422,),
+        "A label the model doesn't have (FEEDBACK_NEW_LABELS allows new ones: up to 40 "
+        "letters, digits, spaces, `-` and `_`), or `values` not the model's count of numbers.",
+        FEEDBACK,
+    ),
+    "feedback_not_applicable": ErrorCode(
+        (422,), "The served model is a keypoints or segmentation model: no feedback.", FEEDBACK
+    ),
     "url_not_allowed": ErrorCode(
         (422,), "The URL's host is not a public address (ALLOW_PRIVATE_URLS).", URL
     ),
@@ -122,5 +161,8 @@ ERRORS: dict[str, ErrorCode] = {
         (503,), "The model is not loaded yet, or the server is stopping.", READY
     ),
     "url_timeout": ErrorCode((504,), "The URL took over URL_TIMEOUT to answer.", URL),
+    "feedback_store_full": ErrorCode(
+        (507,), "The kept feedback is at FEEDBACK_MAX_MB; nothing was written.", FEEDBACK
+    ),
 }
 RETRY_AFTER = frozenset(("overloaded", "queue_timeout", "shutting_down"))

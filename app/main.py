@@ -6,6 +6,7 @@ Read the route table to see where a request goes.
 import asyncio
 import logging
 import signal
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,7 +20,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from app.http import api, pages
+from app.feedback.store import FeedbackStore, prune_periodically
+from app.http import api, feedback, pages
 from app.http.handlers import EXCEPTION_HANDLERS, Unexpected, render_api
 from app.http.openapi import openapi_schema
 from app.inference.loading import load_model
@@ -42,6 +44,9 @@ routes = [
     Route("/api/predict", api.Predict, name="predict"),
     Route("/api/predict/batch", api.predict_batch, methods=["POST"], name="predict_batch"),
     Route("/api/model", api.model_info, methods=["GET"], name="model"),
+    Route("/api/feedback", feedback.feedback, methods=["POST"], name="feedback"),
+    Route("/api/feedback/export", feedback.export, methods=["GET"], name="feedback_export"),
+    Route("/api/feedback/summary", feedback.summary, methods=["GET"], name="feedback_summary"),
     Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
     Route("/readyz", api.readyz, methods=["GET"], name="readyz"),
     # The Open Inference Protocol (KServe V2 REST), with its own routes and error shape.
@@ -65,12 +70,15 @@ def lifespan(
         except ModelLoadError as exc:
             logger.critical("cannot serve %s: %s", settings.model_path, exc)
             raise ModelLoadError(f"cannot serve {settings.model_path}: {exc}") from None
+        store = await open_feedback(settings)
         pipeline = Pipeline.from_settings(model, settings, metrics.observe_inference)
         admission = Admission.from_settings(settings, metrics.queue_wait.observe)
         await pipeline.start()
-        trimmer = asyncio.create_task(trim_periodically())
+        tasks = [asyncio.create_task(trim_periodically())]
+        if store is not None:
+            tasks.append(asyncio.create_task(prune_periodically(store)))
         info = {"name": settings.model_name, **pipeline.describe()}
-        services = Services(settings, metrics, budget, pipeline, admission, info)
+        services = Services(settings, metrics, budget, pipeline, admission, info, store)
         metrics.watch(admission, budget, info, pipeline.kind)
         drain_on_sigterm(admission)
         logger.info("serving %s (%s) with %s", model.name, info["kind"], info["runtime"]["name"])
@@ -78,10 +86,25 @@ def lifespan(
             yield {"services": services}
         finally:
             admission.draining = True
-            trimmer.cancel()
+            for task in tasks:
+                task.cancel()
             await pipeline.close()
+            if store is not None:
+                store.close()
 
     return run
+
+
+async def open_feedback(settings: Settings) -> FeedbackStore | None:
+    """FEEDBACK_DIR's store, opened (made, when new) before serving; None when it is off.
+    A folder it can't use stops the server with one line, as a model it can't load does."""
+    if settings.feedback_dir is None:
+        return None
+    try:
+        return await anyio.to_thread.run_sync(FeedbackStore.from_settings(settings).open)
+    except (OSError, sqlite3.Error) as exc:
+        logger.critical("cannot keep feedback in %s: %s", settings.feedback_dir, exc)
+        raise ModelLoadError(f"cannot keep feedback in {settings.feedback_dir}: {exc}") from None
 
 
 def drain_on_sigterm(admission: Admission) -> None:

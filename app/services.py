@@ -4,6 +4,7 @@ every request as `request.state.services` (Starlette's lifespan state)."""
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from app.feedback.store import FeedbackStore
 from app.limits.admission import Admission
 from app.limits.budget import UploadBudget
 from app.ops.metrics import Metrics
@@ -19,6 +20,7 @@ class Services:
     pipeline: Pipeline
     admission: Admission
     model_info: dict[str, Any]  # what /api/model says
+    feedback: FeedbackStore | None = None  # FEEDBACK_DIR's store, when feedback is on
 
     @property
     def ready(self) -> bool:

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,15 @@ class Folder:
         return Path(text).expanduser()
 
 
+class OptionalFolder:
+    """A folder's path, or nothing (empty): what turns a feature off."""
+
+    expects = "a folder's path, or nothing"
+
+    def __call__(self, text: str) -> Path | None:
+        return Path(text.strip()).expanduser() if text.strip() else None
+
+
 class Addresses:
     """`*`, or comma-separated IP addresses and networks, checked as uvicorn reads them
     (it would take a typo for a name that matches no peer, and trust nobody)."""
@@ -149,6 +158,7 @@ class Setting:
     default: Default
     help: str
     default_doc: str | None = None  # how the docs write a default that isn't a literal
+    secret: bool = False  # a bad value is not repeated in the error
 
 
 def _cores(values: Values, environ: Mapping[str, str]) -> str:
@@ -254,6 +264,25 @@ SETTINGS = (
             "open connections; past it, new ones get 503 at once"),
     Setting("keep_alive_s", "KEEP_ALIVE_TIMEOUT", Number(float, 0.1, 3600), "5",
             "seconds an idle kept-alive connection stays open"),
+    Setting("feedback_dir", "FEEDBACK_DIR", OptionalFolder(), "",
+            "where corrections and confirmations are kept (the photos and their index); unset, "
+            "feedback is off ([api.md](api.md#was-it-right-feedback))",
+            "*(none: off)*"),
+    Setting("feedback_hold_minutes", "FEEDBACK_HOLD_MINUTES", Number(float, 0.001, 10_080),
+            "30",
+            "how long an answered photo is held for a correction to name it by `prediction_id`"),
+    Setting("feedback_hold_mb", "FEEDBACK_HOLD_MB", Number(float, 0.001), "256",
+            "photos held for corrections, in all; past it, the oldest held are dropped first"),
+    Setting("feedback_max_mb", "FEEDBACK_MAX_MB", Number(float, 0.001), "1024",
+            "the kept feedback's disk (photos and index); past it, 507 and nothing written"),
+    Setting("feedback_new_labels", "FEEDBACK_NEW_LABELS", Flag(), "false",
+            "let a correction name a label the model doesn't have (short: letters, digits, "
+            "spaces, `-` and `_`)"),
+    Setting("admin_token", "ADMIN_TOKEN",
+            Matching(r"(\S{16,})?", "at least 16 characters with no spaces, or nothing"),
+            "",
+            "the bearer token of the feedback's export and summary; unset, they are off (403)",
+            "*(none: off)*", secret=True),
     Setting("title", "TITLE", Text(), "Pounce",
             "the page's title"),
     Setting("description", "DESCRIPTION",
@@ -309,6 +338,12 @@ class Settings:
     max_header_kb: float
     max_connections: int
     keep_alive_s: float
+    feedback_dir: Path | None
+    feedback_hold_minutes: float
+    feedback_hold_mb: float
+    feedback_max_mb: float
+    feedback_new_labels: bool
+    admin_token: str = field(repr=False)
     title: str
     description: str
     accent_color: str
@@ -358,9 +393,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[row.field] = row.parse(raw)
         except ValueError:
             expects = getattr(row.parse, "expects", "a valid value")
-            raise SettingsError(
-                f"{row.variable}={raw!r} is not valid: expected {expects}"
-            ) from None
+            shown = "(hidden)" if row.secret else repr(raw)
+            message = f"{row.variable}={shown} is not valid: expected {expects}"
+            raise SettingsError(message) from None
     return Settings(**values)
 
 

@@ -92,10 +92,12 @@ def test_the_inference_side_imports_no_web_framework() -> None:
 @pytest.mark.slow
 def test_the_command_line_imports_no_web_framework_until_it_serves() -> None:
     """`python -m app compile` (and --check, which `make run` calls first) loads app/cli.py
-    alone: no web framework, no URL fetcher; `serve` and `predict` import theirs. The
-    compiler adds none to what fastai loads by itself (fastai 2.8's fastprogress imports
-    python-fasthtml, and with it Starlette: theirs, not ours)."""
+    alone: no web framework, no URL fetcher (nor does `feedback export`); `serve` and
+    `predict` import theirs. The compiler adds none to what fastai loads by itself (fastai
+    2.8's fastprogress imports python-fasthtml, and with it Starlette: theirs, not ours)."""
     assert not loaded_by_importing([ROOT / "app" / "cli.py"]) & WEB
+    # `feedback export` reads FEEDBACK_DIR with what app/feedback/ imports: no web either.
+    assert not loaded_by_importing(sorted((ROOT / "app" / "feedback").glob("*.py"))) & WEB
     fastprogress = loaded_by_running("import fastprogress")
     assert "starlette" in fastprogress  # if this fails, the exception below can go
     modules = modules_after(  # as `python -m compiler` starts

@@ -32,6 +32,7 @@ from tests.live import Live, request, serve_app
 pytestmark = pytest.mark.slow
 
 GENERATOR = ROOT / ".venv-openapi" / "bin" / "openapi-python-client"
+GENERATOR_CONFIG = ROOT / "clients" / "openapi-python-client.yml"  # the export's zip: a File
 TYPESCRIPT = ROOT / "clients" / "typescript"
 
 
@@ -55,7 +56,7 @@ def client_package(document: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     run = subprocess.run(
         [
             *(str(GENERATOR), "generate", "--path", str(document), "--meta", "none"),
-            *("--output-path", str(out / "pounce_client")),
+            *("--output-path", str(out / "pounce_client"), "--config", str(GENERATOR_CONFIG)),
         ],
         env={**os.environ, "PATH": f"{GENERATOR.parent}:{os.environ['PATH']}"},
         capture_output=True,
@@ -213,6 +214,59 @@ def test_typescript_frontend_compiles_strict_and_runs(frontend: Path, live: Live
     assert seen["explained"] == {"target": seen["label"], "png": True, "size": [451, 300]}
     assert seen["refused"] is None
     assert seen["batchExplained"] == [seen["label"]]
+    assert seen["feedback"] == "feedback_off"
+
+
+TOKEN = "clients-admin-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def feedback_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A server of the default model keeping feedback, with an admin token."""
+    folder = tmp_path_factory.mktemp("feedback")
+    settings = make_settings(FEEDBACK_DIR=str(folder), ADMIN_TOKEN=TOKEN)
+    with serve_app(create_app(settings)) as port:
+        yield port
+
+
+def test_python_client_gives_feedback_and_exports_it(
+    client_package: object, feedback_port: int
+) -> None:
+    """The answer's prediction_id, a correction, a confirmation, the summary and the zip,
+    each through its generated call and type; the token through AuthenticatedClient."""
+    import zipfile
+
+    from pounce_client import AuthenticatedClient, Client
+    from pounce_client.api.feedback import export_feedback, get_feedback_summary, post_feedback
+    from pounce_client.api.predict import predict
+    from pounce_client.models import Confirmation, Error, FeedbackKept, LabelFix, PredictFilesBody
+    from pounce_client.types import File
+
+    base_url = f"http://127.0.0.1:{feedback_port}"
+    client = Client(base_url=base_url, raise_on_unexpected_status=True)
+    photo = PredictFilesBody(file=File(payload=CAT.read_bytes(), file_name="cat.jpg"))
+    first, second = (predict.sync(client=client, body=photo) for _ in range(2))
+    assert first.prediction_id != second.prediction_id and first.additional_properties == {}
+    fix = LabelFix(prediction_id=first.prediction_id, label="tiger cat")
+    kept = post_feedback.sync(client=client, body=fix)
+    assert isinstance(kept, FeedbackKept) and kept.feedback.value == "corrected"
+    confirm = post_feedback.sync(
+        client=client, body=Confirmation(prediction_id=second.prediction_id, correct=True)
+    )
+    assert confirm.feedback.value == "confirmed"
+    replay = post_feedback.sync_detailed(client=client, body=fix)
+    assert replay.status_code == 409 and isinstance(replay.parsed, Error)
+
+    admin = AuthenticatedClient(base_url=base_url, token=TOKEN, raise_on_unexpected_status=True)
+    summary = get_feedback_summary.sync(client=admin)
+    assert (summary.confirmed, summary.corrected) == (1, 1)
+    assert summary.confused[0].corrected == "tiger cat"
+    export = export_feedback.sync(client=admin)
+    with zipfile.ZipFile(export.payload) as archive:
+        assert archive.read("labels.csv").decode().count("\n") == 3
+    wrong = AuthenticatedClient(base_url=base_url, token="x" * 30)
+    refused = get_feedback_summary.sync_detailed(client=wrong)
+    assert refused.status_code == 401 and refused.parsed.error.code.value == "unauthorized"
 
 
 # --- every other kind: the same clients, a corpus learner's server -----------------------

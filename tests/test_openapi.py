@@ -40,7 +40,7 @@ def test_operations_match_the_route_table(client: TestClient) -> None:
     assert documented == set(OPERATIONS)
     assert {path for _, path in documented} <= {getattr(route, "path", None) for route in routes}
     ids = [op["operationId"] for ops in schema["paths"].values() for op in ops.values()]
-    assert len(ids) == len(set(ids)) == 6
+    assert len(ids) == len(set(ids)) == 9
     assert all(op["tags"] for ops in schema["paths"].values() for op in ops.values())
     assert schema["servers"] and schema["security"] == []
     components = {
@@ -55,7 +55,8 @@ def test_operations_are_named_for_every_kind() -> None:
     schema = document(routes)
     operations = [op for ops in schema["paths"].values() for op in ops.values()]
     assert {op["operationId"] for op in operations} == {
-        *("predict", "predictUrl", "predictBatch", "getModel", "getHealth", "getReadiness")
+        *("predict", "predictUrl", "predictBatch", "getModel", "getHealth", "getReadiness"),
+        *("postFeedback", "exportFeedback", "getFeedbackSummary"),
     }
     words = [
         schema["info"],
@@ -116,6 +117,9 @@ def test_every_status_lists_its_codes_and_headers(client: TestClient) -> None:
         for operation in ops.values():
             for status, response in operation["responses"].items():
                 assert "X-Request-ID" in response["headers"], status
+                if "application/zip" in response["content"]:  # the feedback's export
+                    assert status == "200"
+                    continue
                 body = response["content"]["application/json"]["schema"]
                 if status == "200":
                     assert "example" in response["content"]["application/json"] or body
@@ -124,6 +128,7 @@ def test_every_status_lists_its_codes_and_headers(client: TestClient) -> None:
                 codes = response["description"].split(": ", 1)[1].split(", ")
                 assert codes and all(int(status) in ERRORS[code].statuses for code in codes)
                 assert ("Retry-After" in response["headers"]) == bool(RETRY_AFTER & set(codes))
+                assert ("WWW-Authenticate" in response["headers"]) == ("unauthorized" in codes)
     assert set(
         schema["paths"]["/readyz"]["get"]["responses"]["503"]["description"]
         .split(": ")[1]
@@ -191,3 +196,44 @@ def test_explain_and_its_answer_are_documented_as_served(client: TestClient) -> 
     explanation = components["schemas"]["Explanation"]
     jsonschema.validate(answer["explanation"], explanation)
     assert set(answer["explanation"]) == set(explanation["properties"])
+
+
+def test_the_feedback_operations_say_who_may_call_them_and_what_they_take() -> None:
+    """The export and the summary need the admin token (an http bearer scheme); a
+    feedback body is one of four shapes, and each refusal the table gives a correction or
+    the token is listed."""
+    schema = document(routes)
+    paths, components = schema["paths"], schema["components"]
+    assert components["securitySchemes"]["adminToken"] == {
+        **components["securitySchemes"]["adminToken"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    for path in ("/api/feedback/export", "/api/feedback/summary"):
+        operation = paths[path]["get"]
+        assert operation["security"] == [{"adminToken": []}]
+        assert {"401", "403", "404"} <= set(operation["responses"])
+    post = paths["/api/feedback"]["post"]
+    assert "security" not in post
+    assert set(post["requestBody"]["content"]) == {"application/json"}  # forms: the page's
+    codes = " ".join(r["description"] for r in post["responses"].values())
+    for code in ("unknown_prediction", "already_answered", "invalid_label", "feedback_off"):
+        assert code in codes
+    assert "feedback_store_full" in post["responses"]["507"]["description"]
+    shapes = components["schemas"]["Feedback"]["oneOf"]
+    body = {"components": components}
+    valid = [
+        {"prediction_id": "a" * 32, "correct": True},
+        {"prediction_id": "a" * 32, "label": "tabby"},
+        {"prediction_id": "a" * 32, "labels": []},
+        {"prediction_id": "a" * 32, "values": [0.5, 1]},
+    ]
+    for example, shape in zip(valid, shapes, strict=True):
+        jsonschema.validate(example, {**shape, **body})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"prediction_id": "a" * 32, "correct": False}, {**shapes[0], **body})
+    meta = components["schemas"]["AnswerMeta"]["properties"]
+    assert (
+        "prediction_id" in meta
+        and "prediction_id" not in components["schemas"]["AnswerMeta"]["required"]
+    )

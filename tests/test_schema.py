@@ -87,6 +87,36 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case, client: TestClient)
     conforms(case, client)
 
 
+# --- feedback on: the feedback operations, with held answers and the admin token ---------
+
+TOKEN = "schema-admin-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def feedback_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    folder = tmp_path_factory.mktemp("feedback")
+    settings = make_settings(FEEDBACK_DIR=str(folder), ADMIN_TOKEN=TOKEN, FEEDBACK_MAX_MB="1")
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.mark.unit
+@schema.include(path_regex="^/api/feedback").parametrize()
+@settings(EXAMPLES, max_examples=25)
+def test_feedback_conforms_to_its_schema(
+    case: schemathesis.Case, feedback_client: TestClient
+) -> None:
+    """With feedback on: a generated JSON body names a held answer (so it is kept, or
+    refused for what else it says), the export and summary get the token, and every
+    answer (a zip, the summary, 409, 507 once the store fills...) is as documented."""
+    if isinstance(case.body, dict) and isinstance(case.body.get("prediction_id"), str):
+        held = feedback_client.post("/api/predict", files=upload(CAT.read_bytes())).json()
+        case.body["prediction_id"] = held["prediction_id"]
+    if case.method == "GET":
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {TOKEN}"}
+    conforms(case, feedback_client)
+
+
 # --- every other kind: a corpus learner's model, served in this process ------------------
 
 
@@ -100,9 +130,12 @@ def served_model(request: pytest.FixtureRequest, corpus: Corpus) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(served_model: Path) -> Iterator[TestClient]:
-    """The app serving it, lifespan run."""
-    with TestClient(create_app(make_settings(MODEL_PATH=str(served_model)))) as client:
+def served(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The app serving it, lifespan run, keeping feedback (so its operations answer as
+    they do for the kind: held answers, or 422 for a kind that takes none)."""
+    folder = tmp_path_factory.mktemp("feedback")
+    settings = make_settings(MODEL_PATH=str(served_model), FEEDBACK_DIR=str(folder))
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -124,6 +157,28 @@ def test_every_kind_conforms_to_its_schema(served: TestClient) -> None:
             conforms(case, served)
 
         check()
+
+
+@pytest.mark.slow
+@pytest.mark.learners(*KIND_LEARNERS.values(), lines=("2.8",))
+def test_each_kind_takes_its_own_feedback_or_none(served: TestClient) -> None:
+    """A classifier's or a regression model's answer carries a prediction_id, and its
+    kind's correction (`labels`, `values`) is kept; a keypoints or segmentation model's
+    answer carries none, and feedback is refused before anything is read: 422."""
+    answer = served.post("/api/predict", files=upload(CAT.read_bytes())).json()
+    model = served.get("/api/model").json()
+    fixes = {"multi-label": ("labels", model.get("classes", [])[:1])}
+    fixes["regression"] = ("values", [0.5] * model.get("count", 0))
+    if model["kind"] in fixes:
+        field, value = fixes[model["kind"]]
+        said = {"prediction_id": answer["prediction_id"], field: value}
+        kept = served.post("/api/feedback", json=said).json()
+        assert kept["feedback"] in ("confirmed", "corrected")  # said what it said, or not
+    else:
+        assert "prediction_id" not in answer
+        refused = served.post("/api/feedback", json={"prediction_id": "0" * 32, "correct": True})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "feedback_not_applicable"
 
 
 @pytest.mark.slow

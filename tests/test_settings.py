@@ -128,6 +128,23 @@ def test_the_table_is_the_settings() -> None:
     assert settings_read() == VARIABLES
 
 
+def test_feedback_is_off_by_default_and_its_token_is_never_shown() -> None:
+    """FEEDBACK_DIR unset (or empty, as compose passes it) is off; the hold takes fractions
+    of a minute (tests shorten it); a token too short is refused without repeating it, and
+    a settings object's repr (what a log line of it would show) leaves the token out."""
+    assert load().feedback_dir is None and load(FEEDBACK_DIR="").feedback_dir is None
+    assert str(load(FEEDBACK_DIR="/srv/feedback").feedback_dir) == "/srv/feedback"
+    assert load(FEEDBACK_HOLD_MINUTES="0.01").feedback_hold_minutes == 0.01
+    assert load().admin_token == "" and load().feedback_new_labels is False
+    with pytest.raises(SettingsError) as caught:
+        load(ADMIN_TOKEN="hunter2 hunter2 hunter2")
+    assert str(caught.value).startswith("ADMIN_TOKEN=(hidden) is not valid: expected at least 16")
+    assert "hunter2" not in str(caught.value)
+    token = "a-token-of-the-admin-0123"
+    settings = load(ADMIN_TOKEN=token)
+    assert settings.admin_token == token and token not in repr(settings)
+
+
 def test_log_format_auto_is_text_in_a_terminal_only() -> None:
     assert load(LOG_FORMAT="json").json_logs and not load(LOG_FORMAT="text").json_logs
     assert load().log_format == "auto" and load().json_logs  # pytest's stderr is no terminal

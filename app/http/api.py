@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.errors import ApiError
+from app.http.feedback import hold
 from app.http.pages import page_options, page_photo, render_page, wants_html
 from app.intake.request import batch_sources, single_source, source_from_form, source_from_json
 from app.limits.admission import all_finished
@@ -46,17 +47,18 @@ class Predict(HTTPEndpoint):
         options = page_options(pipeline, query) if html else pipeline.options(query)
         source = await single_source(request)
 
-        async def answer() -> tuple[dict[str, Any], str | None]:
+        async def answer() -> tuple[dict[str, Any], str | None, bytes]:
             data = await pipeline.fetch(source, request.state.reservation)
             async with services.admission.admit():  # decoding, inference, drawing
                 if html:
                     result, photo = await all_finished(
                         pipeline.answer(data, options), page_photo(services, data, options)
                     )
-                    return result, photo
-                return await pipeline.answer(data, options), None
+                    return result, photo, data
+                return await pipeline.answer(data, options), None, data
 
-        result, photo = await until_disconnect(request, answer())
+        result, photo, data = await until_disconnect(request, answer())
+        await hold(services, data, result)  # for feedback to name it, when that is on
         result["model"] = pipeline.model.name
         result["elapsed_ms"] = elapsed_ms(started)
         if html:

@@ -10,7 +10,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.error_codes import ANY, BATCH, BODY, ERRORS, IMAGE, PREDICT, READY, RETRY_AFTER, URL
+from app.error_codes import (
+    ADMIN,
+    ANY,
+    BATCH,
+    BODY,
+    ERRORS,
+    FEEDBACK,
+    IMAGE,
+    PREDICT,
+    READY,
+    RETRY_AFTER,
+    URL,
+)
 from app.http.openapi_schemas import SCHEMAS, ref
 from app.kinds import KINDS, Kind
 
@@ -30,6 +42,18 @@ HEADERS = {
         "description": "Seconds to wait before trying again.",
         "schema": {"type": "integer"},
     },
+    "WWW-Authenticate": {
+        "description": "The scheme to authenticate with: Bearer (ADMIN_TOKEN).",
+        "schema": {"type": "string"},
+    },
+}
+SECURITY = {
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The server's ADMIN_TOKEN; unset there, the feedback's export and "
+        "summary are off (403).",
+    }
 }
 IMAGE_FORM = {
     "type": "object",
@@ -76,6 +100,8 @@ def errors(*scopes: str) -> dict[str, Any]:
         response = _json(ref("Error"), "An error, with one of these codes: " + ", ".join(codes))
         if RETRY_AFTER & set(codes):
             response["headers"]["Retry-After"] = ref_header("Retry-After")
+        if "unauthorized" in codes:
+            response["headers"]["WWW-Authenticate"] = ref_header("WWW-Authenticate")
         responses[str(status)] = response
     return responses
 
@@ -147,6 +173,52 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             **errors(),
         },
     },
+    ("POST", "/api/feedback"): {
+        "operationId": "postFeedback",
+        "tags": ["feedback"],
+        "summary": "Say whether an answer was right, or what the photo is",
+        "description": "With FEEDBACK_DIR set, each /api/predict answer carries a "
+        "`prediction_id`, and its photo is held for FEEDBACK_HOLD_MINUTES. Name it here with "
+        "`correct: true`, or with what the photo is: `label` for a single-label model, "
+        "`labels` for a multi-label one, `values` for regression (the model's labels, or new "
+        "ones where FEEDBACK_NEW_LABELS allows). The photo is then kept, with what was said. "
+        "One answer per prediction. The page's form posts the same fields as a form "
+        "(`labels` and `values` repeated, `correct=true`), and a browser's post (Accept "
+        "text/html) gets the page back; this document describes the JSON, which generated "
+        "clients send.",
+        "requestBody": _body(json=ref("Feedback")),
+        "responses": {
+            "200": _json(ref("FeedbackKept"), "Kept: the photo and what was said of it."),
+            **errors(BODY, FEEDBACK),
+        },
+    },
+    ("GET", "/api/feedback/export"): {
+        "operationId": "exportFeedback",
+        "tags": ["feedback"],
+        "summary": "The feedback as a dataset fastai reads: a zip",
+        "description": "`images/<sha256>.<ext>` and `labels.csv` (fname, label, is_valid, "
+        "predicted, probability, model_sha256, created), for `ImageDataLoaders.from_df(df, "
+        'path, fn_col="fname", label_col="label", valid_col="is_valid")`.',
+        "security": [{"adminToken": []}],
+        "responses": {
+            "200": {
+                "description": "The zip.",
+                "headers": {"X-Request-ID": ref_header("X-Request-ID")},
+                "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **errors(ADMIN),
+        },
+    },
+    ("GET", "/api/feedback/summary"): {
+        "operationId": "getFeedbackSummary",
+        "tags": ["feedback"],
+        "summary": "What the corrections say: per class, and the most frequent mix-ups",
+        "security": [{"adminToken": []}],
+        "responses": {
+            "200": _json(ref("FeedbackSummary"), "Counts, per class, and (predicted, corrected)."),
+            **errors(ADMIN),
+        },
+    },
     ("GET", "/healthz"): {
         "operationId": "getHealth",
         "tags": ["health"],
@@ -166,6 +238,10 @@ TAGS = [
         "description": "The served model's answers for images, as its kind gives them.",
     },
     {"name": "model", "description": "The served model."},
+    {
+        "name": "feedback",
+        "description": "Answers confirmed or corrected, kept as a dataset (FEEDBACK_DIR).",
+    },
     {"name": "health", "description": "For load balancers and orchestrators."},
 ]
 
@@ -200,6 +276,7 @@ def document(routes: list[Any], kind: Kind | None = None) -> dict[str, Any]:
             "schemas": SCHEMAS,
             "headers": HEADERS,
             "parameters": parameters,
+            "securitySchemes": SECURITY,
         },
     }
 

@@ -109,6 +109,95 @@ _model_meta_properties = {
         },
     },
 }
+_prediction_id = {"type": "string", "description": "An answer's `prediction_id`."}
+
+
+def _feedback(title: str, field: str, schema: dict[str, Any], about: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "title": title,
+        "description": about,
+        "required": ["prediction_id", field],
+        "additionalProperties": False,
+        "properties": {"prediction_id": _prediction_id, field: schema},
+    }
+
+
+# POST /api/feedback's JSON bodies: one for a confirmation, one for each kind's correction.
+_feedback_schemas = {
+    "Feedback": {
+        "description": "A confirmation, or the correction the served model's kind takes.",
+        "oneOf": [ref(name) for name in ("Confirmation", "LabelFix", "LabelsFix", "ValuesFix")],
+    },
+    "Confirmation": _feedback(
+        "Confirmation", "correct", {"type": "boolean", "enum": [True]}, "The answer was right."
+    ),
+    "LabelFix": _feedback(
+        "LabelFix", "label", {"type": "string"}, "A single-label model's: the photo's class."
+    ),
+    "LabelsFix": _feedback(
+        "LabelsFix",
+        "labels",
+        {"type": "array", "items": {"type": "string"}},
+        "A multi-label model's: every label the photo has (none is an answer too).",
+    ),
+    "ValuesFix": _feedback(
+        "ValuesFix",
+        "values",
+        {"type": "array", "items": {"type": "number"}},
+        "A regression model's: the photo's values, as many as the model gives.",
+    ),
+    "FeedbackKept": {
+        "type": "object",
+        "required": ["prediction_id", "feedback"],
+        "properties": {
+            "prediction_id": _prediction_id,
+            "feedback": {
+                "type": "string",
+                "enum": ["confirmed", "corrected"],
+                "description": "A correction that says what the answer said is a confirmation.",
+            },
+        },
+    },
+    "FeedbackSummary": {
+        "type": "object",
+        "required": ["total", "confirmed", "corrected", "classes", "confused"],
+        "properties": {
+            "total": {"type": "integer"},
+            "confirmed": {"type": "integer"},
+            "corrected": {"type": "integer"},
+            "classes": {
+                "type": "array",
+                "description": "Each class the model answered, most corrected first: how often "
+                "people confirmed that answer, and how often they corrected it (a multi-label "
+                "answer counts for each of its labels; regression has none).",
+                "items": {
+                    "type": "object",
+                    "required": ["label", "confirmed", "corrected"],
+                    "properties": {
+                        "label": {"type": "string"},
+                        "confirmed": {"type": "integer"},
+                        "corrected": {"type": "integer"},
+                    },
+                },
+            },
+            "confused": {
+                "type": "array",
+                "description": "The most frequent (predicted, corrected) pairs, as fastai's "
+                "most_confused (a multi-label answer's labels space-separated), up to 20.",
+                "items": {
+                    "type": "object",
+                    "required": ["predicted", "corrected", "count"],
+                    "properties": {
+                        "predicted": {"type": "string"},
+                        "corrected": {"type": "string"},
+                        "count": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+}
 
 SCHEMAS = {
     "ErrorCode": {
@@ -152,6 +241,12 @@ SCHEMAS = {
         "properties": {
             "model": {"type": "string", "description": "The model's name."},
             "elapsed_ms": {"type": "number"},
+            "prediction_id": {
+                "type": "string",
+                "description": "With FEEDBACK_DIR set (and a model whose answers take "
+                "feedback): this answer's id, for POST /api/feedback within "
+                "FEEDBACK_HOLD_MINUTES.",
+            },
         },
     },
     "PredictResponse": {
@@ -199,6 +294,7 @@ SCHEMAS = {
         ],
         "properties": _model_meta_properties,
     },
+    **_feedback_schemas,
     "Status": {
         "type": "object",
         "required": ["status"],

@@ -78,12 +78,13 @@ def render_page(
     result: dict[str, Any] | None = None,
     error: ApiError | None = None,
     photo: str | None = None,
+    notice: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    """The home page, with an answer or an error in place when there is one; only that
-    part when the page's script asks for it."""
+    """The home page, with an answer, an error or a notice (feedback's thank-you) in
+    place when there is one; only that part when the page's script asks for it."""
     services: Services = request.state.services
-    fragment = request.headers.get(FRAGMENT) is not None and (result or error)
+    fragment = request.headers.get(FRAGMENT) is not None and (result or error or notice)
     return templates.TemplateResponse(
         request,
         "answer.html" if fragment else "index.html",
@@ -95,6 +96,8 @@ def render_page(
             "error": error,
             "help": HELP.get(error.code) if error else None,
             "photo": photo,
+            "notice": notice,
+            "feedback": services.feedback is not None and services.pipeline.kind.corrected_by,
         },
         status_code=status_code,
     )

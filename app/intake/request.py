@@ -13,8 +13,14 @@ from typing import Any
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.types import Message
 
 from app.errors import ApiError
+from app.intake.flags import FALSE, TRUE
+from app.intake.integers import natural
+
+SMALL_BODY = 64 * 1024  # a feedback request's body, at most: a few fields
+MAX_FIELDS = 4096  # and its form fields (a multi-label form repeats `labels`)
 
 
 def decode_base64(text: str) -> bytes:
@@ -38,9 +44,10 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-async def _form(request: Request, max_files: int) -> FormData:
+async def _form(request: Request, max_files: int, max_fields: int | None = None) -> FormData:
     try:
-        return await request.form(max_files=max_files, max_fields=max_files + 8)
+        fields = max_files + 8 if max_fields is None else max_fields
+        return await request.form(max_files=max_files, max_fields=fields)
     except HTTPException as exc:  # Starlette's answer to a malformed or oversized form
         raise ApiError("invalid_form", f"The form data was refused: {exc.detail}") from None
 
@@ -134,3 +141,56 @@ async def batch_sources(request: Request, limit: int) -> list[object]:
         "unsupported_content_type",
         "Send multipart/form-data files, or JSON with items.",
     )
+
+
+async def small_body(request: Request, limit: int = SMALL_BODY) -> bytes:
+    """A body that is a few fields, read up to `limit` bytes (413 past it, the connection
+    closed: the rest is not wanted)."""
+    declared, size, parts = natural(request.headers.get("content-length", "")) or 0, 0, []
+    if declared <= limit:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                break
+            parts.append(chunk)
+    if declared > limit or size > limit:
+        error = ApiError("payload_too_large", f"This body is over {limit // 1024} KB.")
+        error.headers = {"Connection": "close"}
+        raise error
+    return b"".join(parts)
+
+
+async def fields(request: Request) -> dict[str, object]:
+    """A small body's fields: a JSON object as it is, or a form's (`labels` and `values`
+    repeat; an empty one is left out, so a form says "no labels" with one empty field;
+    `correct` is true or false), for app/feedback/correction.py to check."""
+    body = await small_body(request)
+    kind = _content_type(request)
+    if kind == "application/json":
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise ApiError("invalid_json", "The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ApiError("invalid_json", "The JSON body must be an object.")
+        return data
+    if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise ApiError("unsupported_content_type", "Send JSON, or a form's fields.")
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await _form(Request(request.scope, replay), max_files=0, max_fields=MAX_FIELDS)
+    found: dict[str, object] = {
+        name: [v for v in form.getlist(name) if isinstance(v, str) and v]
+        for name in ("labels", "values")
+        if name in form
+    }
+    for name in ("prediction_id", "label", "correct"):
+        value = form.get(name)
+        if isinstance(value, str):
+            found[name] = value
+    correct = str(found.get("correct", "")).lower()
+    if correct in TRUE + FALSE:
+        found["correct"] = correct in TRUE
+    return found

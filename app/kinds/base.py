@@ -61,6 +61,12 @@ class Kind:
     draws_images: ClassVar[bool] = False
     # Whether a map of where the network looked can explain an answer (app/kinds/explanation.py).
     explains: ClassVar[bool] = False
+    # The field a correction of an answer names (`label`, `labels`, `values`: app/feedback/),
+    # or None for a kind whose answers are not corrected here (a place in the photo).
+    corrected_by: ClassVar[str | None] = None
+    # Whether what corrects it is numbers, not classes: the export gives each its own
+    # column (fastai's RegressionBlock reads one number a column), the summary no class.
+    corrected_by_numbers: ClassVar[bool] = False
 
     def __init__(self, info: dict[str, Any], defaults: Mapping[str, float]) -> None:
         """`defaults`: the server's settings the kinds read (TOP_K, MAX_MASK_MEGAPIXELS)."""
@@ -144,6 +150,17 @@ class Kind:
         """The outputs a request asks for (name: its parameters), in its order. A kind
         whose outputs share work (a mask) does it once here, for all of them."""
         return [self.tensor(name, predictions, params) for name, params in requested.items()]
+
+    def predicted(self, answer: dict[str, Any]) -> tuple[list[str], float | None]:
+        """What an answer said, as the feedback store keeps it (for a kind `corrected_by`):
+        its labels or values as text, and its probability where it has one."""
+        raise NotImplementedError
+
+    def correction(self, value: object, new_labels: bool) -> list[str]:
+        """A correction's `corrected_by` field, checked and in `predicted`'s form; ApiError
+        `invalid_label` for a label the model lacks (unless `new_labels` lets a well-formed
+        new one in) or values it can't have."""
+        raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
         """What /api/model says of the kind: `kind` and `description`'s fields."""

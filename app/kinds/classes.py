@@ -1,6 +1,7 @@
 """What the two classifier kinds share: labels, the top_k option, ranking, and their
 Open Inference Protocol outputs (`probabilities`, and the top k `labels`)."""
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -30,6 +31,11 @@ TOP_K: dict[str, Any] = {
     "model, every label for a multi-label one.",
 }
 
+# A label a correction may add when FEEDBACK_NEW_LABELS allows: short, starting with a
+# letter or digit, then letters, digits, spaces, - and _ (never a path, a NUL or a formula).
+NEW_LABEL = re.compile(r"[^\W_][\w -]{0,39}")
+NEW_LABEL_NO_SPACE = re.compile(r"[^\W_][\w-]{0,39}")  # a multi-label one: space separates
+
 
 class Classifier(Kind):
     """A model whose output is one probability per label."""
@@ -50,6 +56,22 @@ class Classifier(Kind):
     def __init__(self, info: dict[str, Any], defaults: Mapping[str, float]) -> None:
         super().__init__(info, defaults)
         self.labels: list[str] = info["labels"]
+
+    def checked_label(self, value: object, new_labels: bool, pattern: re.Pattern[str]) -> str:
+        """A label a correction names: one of the model's, or (with `new_labels`) a new one
+        `pattern` allows."""
+        if not isinstance(value, str):
+            raise ApiError("invalid_label", "A label is a string.")
+        if value in self.labels:
+            return value
+        if new_labels and pattern.fullmatch(value.strip()):
+            return value.strip()
+        rule = (
+            "; a new one is up to 40 letters, digits, spaces, - and _"
+            if new_labels
+            else " (FEEDBACK_NEW_LABELS is off)"
+        )
+        raise ApiError("invalid_label", f"{value[:40]!r} is not one of the model's labels{rule}.")
 
     def default_top_k(self) -> int:
         """How many classes an answer lists when the request doesn't say."""

@@ -7,12 +7,13 @@ import numpy as np
 
 from app.errors import ApiError
 from app.kinds.base import Prediction
-from app.kinds.classes import PREDICTION, Classifier
+from app.kinds.classes import NEW_LABEL_NO_SPACE, PREDICTION, Classifier
 from app.kinds.explanation import with_explanation
 
 
 class MultiLabel(Classifier):
     name = "multi-label"
+    corrected_by = "labels"
     schemas: ClassVar[dict[str, dict[str, Any]]] = with_explanation({
         "MultiLabelResult": {
             "type": "object",
@@ -88,3 +89,14 @@ class MultiLabel(Classifier):
                 "multi-label answer is explained for a label it gives.",
             )
         return index, self.labels[index]
+
+    def predicted(self, answer: dict[str, Any]) -> tuple[list[str], float | None]:
+        """The labels past the threshold, sorted (a set: the export writes them space-separated)."""
+        return sorted(answer["labels"]), None
+
+    def correction(self, value: object, new_labels: bool) -> list[str]:
+        """Every label the photo has (none is an answer too), each the model's or a new one
+        with no space in it."""
+        if not isinstance(value, list) or len(value) > len(self.labels) + 20:
+            raise ApiError("invalid_label", "`labels` is a list of the photo's labels.")
+        return sorted({self.checked_label(item, new_labels, NEW_LABEL_NO_SPACE) for item in value})

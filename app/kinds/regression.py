@@ -2,6 +2,8 @@
 gives them (a y_range's sigmoid is part of the network), named where the learner's
 targets were read from named columns."""
 
+import contextlib
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -22,6 +24,8 @@ NAMES = {
 
 class Regression(Kind):
     name = "regression"
+    corrected_by = "values"
+    corrected_by_numbers = True
     explains = True
     parameters: ClassVar[list[dict[str, Any]]] = [EXPLAIN, EXPLAIN_VALUE]
     schemas: ClassVar[dict[str, dict[str, Any]]] = with_explanation({
@@ -93,6 +97,15 @@ class Regression(Kind):
         array = np.stack([np.ravel(p.output) for p in predictions]).astype("<f4")
         return Tensor(name, "FP32", list(array.shape), array)
 
+    def predicted(self, answer: dict[str, Any]) -> tuple[list[str], float | None]:
+        return [repr(float(v)) for v in answer["values"]], None
+
+    def correction(self, value: object, new_labels: bool) -> list[str]:
+        """The photo's values: the model's count of finite numbers (a form's as text)."""
+        if not isinstance(value, list) or len(value) != self.count:
+            raise ApiError("invalid_label", f"`values` is a list of {self.count} number(s).")
+        return [repr(_finite(item)) for item in value]
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "names": self.info.get("names"), "count": self.count}
 
@@ -101,3 +114,16 @@ class Regression(Kind):
 
     def metric_labels(self) -> dict[str, str]:
         return {"count": str(self.count)}
+
+
+def _finite(item: object) -> float:
+    """A number a correction gives: JSON's, or a form's text (up to 40 characters); finite."""
+    number = math.nan
+    if isinstance(item, float) or (isinstance(item, int) and not isinstance(item, bool)):
+        number = float(item) if abs(item) < 1e300 else math.nan
+    elif isinstance(item, str) and len(item) <= 40:
+        with contextlib.suppress(ValueError):
+            number = float(item)
+    if not math.isfinite(number):
+        raise ApiError("invalid_label", f"{str(item)[:40]!r} is not a finite number.")
+    return number

@@ -5,12 +5,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from app.kinds.base import Prediction
-from app.kinds.classes import PREDICTION, Classifier
+from app.kinds.classes import NEW_LABEL, PREDICTION, Classifier
 from app.kinds.explanation import with_explanation
 
 
 class SingleLabel(Classifier):
     name = "single-label"
+    corrected_by = "label"
     schemas: ClassVar[dict[str, dict[str, Any]]] = with_explanation({
         "Result": {
             "type": "object",
@@ -47,3 +48,9 @@ class SingleLabel(Classifier):
     def explain_target(self, output: np.ndarray, options: dict[str, Any]) -> tuple[int, str]:
         index = options.get("explain_class", int(output.argmax()))
         return index, self.labels[index]
+
+    def predicted(self, answer: dict[str, Any]) -> tuple[list[str], float | None]:
+        return [answer["label"]], answer["probability"]
+
+    def correction(self, value: object, new_labels: bool) -> list[str]:
+        return [self.checked_label(value, new_labels, NEW_LABEL)]

@@ -74,6 +74,22 @@ class Metrics:
             registry=r,
         )
         self.model = Info("pounce_model", "The model being served.", registry=r)
+        self.feedback = Counter(
+            "pounce_feedback",
+            "Feedback kept, by kind: an answer confirmed, or corrected.",
+            ["kind"],
+            registry=r,
+        )
+        self.feedback_holds = Counter(
+            "pounce_feedback_holds",
+            "Answered photos held for feedback (FEEDBACK_DIR), or not: over FEEDBACK_HOLD_MB.",
+            ["outcome"],
+            registry=r,
+        )
+        for kind in ("confirmed", "corrected"):
+            self.feedback.labels(kind)
+        for outcome in ("held", "too_large"):
+            self.feedback_holds.labels(outcome)
 
     def observe_inference(self, seconds: float, batch: int) -> None:
         """One forward pass (app/inference/predictor.py tells it)."""

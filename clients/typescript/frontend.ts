@@ -112,6 +112,12 @@ async function main(): Promise<void> {
   seen.batchExplained =
     explainedBatch.data?.results.map((r) => ("explanation" in r ? r.explanation?.target : "none")) ??
     explainedBatch.error?.error.code;
+  // Feedback on an answer: its prediction_id when the server keeps feedback (FEEDBACK_DIR),
+  // else the error saying it is off.
+  const feedback = await api.POST("/api/feedback", {
+    body: { prediction_id: json.data.prediction_id ?? "0".repeat(32), correct: true },
+  });
+  seen.feedback = feedback.data ? feedback.data.feedback : feedback.error?.error.code;
 
   const ready = await api.GET("/readyz");
   seen.ready = ready.data?.status;
