@@ -1,7 +1,8 @@
 // Progressive enhancement of the home page: with this script, photos are chosen by
 // click, drag-and-drop, paste, camera or example, previewed, and sent without a page
 // reload; the server answers with the answer's part of the page, drawn as it draws it
-// without the script. Without it, the same forms post and the server renders the page.
+// without the script, and "Was it right?" under it is answered in place the same way.
+// Without it, the same forms post and the server renders the page.
 "use strict";
 
 (() => {
@@ -47,22 +48,32 @@
 
   // What the server can't draw: a network failure, or an answer that isn't the app's
   // (a proxy's error page, the plain-text 503 of a server at its connection limit).
-  function showProblem(message, code, status) {
-    busy(false);
-    errorBox().replaceChildren(
-      el("h2", {}, "That didn't work"),
+  function problem(message, code, status) {
+    return [
       el("p", {}, message),
       el("p", { class: "muted" }, "Error ", el("code", {}, code), ` (HTTP ${status})`),
-    );
+    ];
+  }
+
+  function showProblem(parts) {
+    busy(false);
+    errorBox().replaceChildren(el("h2", {}, "That didn't work"), ...parts);
     errorBox().hidden = false;
   }
 
-  // The app's answer fragment always holds the error box (templates/answer.html).
-  function isFragment(response, html) {
-    if (!(response.headers.get("Content-Type") || "").startsWith("text/html")) return false;
+  function unexpected(response) {
+    const busyNow = response.status === 503 ? " It is busy: try again in a moment." : "";
+    const said = `${response.status} ${response.statusText}`.trim();
+    return problem(`The server answered ${said}.${busyNow}`, "unexpected_response", response.status);
+  }
+
+  // The app's answer fragment always holds the error box (templates/answer.html): parsed,
+  // or null for an answer that isn't the app's.
+  function fragment(response, html) {
+    if (!(response.headers.get("Content-Type") || "").startsWith("text/html")) return null;
     const parsed = document.createElement("template");
     parsed.innerHTML = html;
-    return parsed.content.getElementById("error") !== null;
+    return parsed.content.getElementById("error") ? parsed.content : null;
   }
 
   // The server draws the answer (or the error) as it does without JavaScript: its
@@ -86,17 +97,57 @@
       response = await fetch(endpoint, { method: "POST", ...request, headers });
       html = await response.text();
     } catch (error) {
-      showProblem("The server could not be reached.", "network_error", 0);
+      showProblem(problem("The server could not be reached.", "network_error", 0));
       return;
     }
-    if (isFragment(response, html)) {
+    if (fragment(response, html)) {
       showAnswer(html);
     } else {
-      const busyNow = response.status === 503 ? " It is busy: try again in a moment." : "";
-      const said = `${response.status} ${response.statusText}`.trim();
-      showProblem(`The server answered ${said}.${busyNow}`, "unexpected_response", response.status);
+      showProblem(unexpected(response));
     }
   }
+
+  // "Was it right?" (templates/feedback.html): its forms post what they post without the
+  // script, and the server's fragment (its notice or its error) is shown under the
+  // answer, which stays. Thanked, the forms go: a prediction is answered once.
+  async function sendFeedback(form) {
+    const section = form.closest("[data-feedback]");
+    const thanks = section.querySelector(".feedback-said");
+    const failed = section.querySelector(".feedback-error");
+    const buttons = section.querySelectorAll("button");
+    buttons.forEach((button) => (button.disabled = true));
+    failed.hidden = true;
+    let response, parsed;
+    try {
+      response = await fetch(form.action, {
+        method: "POST",
+        body: new URLSearchParams(new FormData(form)),
+        headers: { Accept: "text/html", "X-Pounce-Fragment": "1" },
+      });
+      parsed = fragment(response, await response.text());
+    } catch (error) {
+      failed.replaceChildren(...problem("The server could not be reached.", "network_error", 0));
+    }
+    buttons.forEach((button) => (button.disabled = false));
+    const notice = parsed?.getElementById("notice");
+    if (notice && !notice.hidden) {
+      section.querySelector(".feedback-forms").remove();
+      thanks.replaceChildren(...notice.childNodes);
+      thanks.hidden = false;
+      thanks.focus();
+      return;
+    }
+    if (parsed) failed.replaceChildren(...parsed.getElementById("error").querySelectorAll("p"));
+    else if (response) failed.replaceChildren(...unexpected(response));
+    failed.hidden = false;
+  }
+
+  answer.addEventListener("submit", (event) => {
+    const form = event.target.closest("[data-feedback-form]");
+    if (!form) return;
+    event.preventDefault();
+    sendFeedback(form);
+  });
 
   function classifyFile(file) {
     if (!file) return;

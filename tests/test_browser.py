@@ -218,10 +218,13 @@ def test_without_javascript_the_forms_still_work(browser, live: Live) -> None:
 def test_multi_label_answer_shows_passing_labels_and_the_threshold(
     browser, colours_compiled: Path, tmp_path: Path
 ) -> None:
-    """The passing labels first, then every label as a bar with the threshold marked."""
+    """The passing labels first, then every label as a bar with the threshold marked; "Was
+    it right?" has every label as a checkbox, the passing ones checked, and none checked
+    says the photo has none."""
     picture = tmp_path / "picture.png"
     picture.write_bytes(colour_pictures(1, seed=5)[0][1])
-    with serve(tmp_path, MODEL_PATH=str(colours_compiled)) as server:
+    store = str(tmp_path / "store")
+    with serve(tmp_path, MODEL_PATH=str(colours_compiled), FEEDBACK_DIR=store) as server:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{server.port}/")
@@ -239,8 +242,16 @@ def test_multi_label_answer_shows_passing_labels_and_the_threshold(
             "#result .bar", "e => getComputedStyle(e, '::after').borderLeftStyle"
         )
         assert marker == "dashed"
+        boxes = page.locator("#result .feedback-choices input[type=checkbox]")
+        checked = boxes.evaluate_all("boxes => boxes.filter((b) => b.checked).map((b) => b.value)")
+        assert boxes.count() == 5 and checked == sorted(chips)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "home-multi-label.png"), full_page=True)
+        for box in boxes.all():
+            box.uncheck()
+        page.click("#result .feedback-wrong button")
+        page.wait_for_selector("#result .feedback-said:not([hidden])", timeout=10_000)
+        assert "correction is kept" in page.inner_text("#result .feedback-said")
         context.close()
 
 
@@ -324,6 +335,10 @@ def drawn(page, name: str) -> None:
     if name == "regression":
         names = page.locator("#result table.values tbody th").all_inner_texts()
         assert names == ["brightness", "disc_x"]
+        shown = page.locator("#result table.values td.value").all_inner_texts()
+        fields = page.locator("#result .feedback-values input[type=number]")  # the answer's
+        prefilled = fields.evaluate_all("fields => fields.map((f) => f.value)")
+        assert [f"{float(value):.4g}" for value in prefilled] == shown
     elif name == "keypoints":
         assert page.locator("#result figure.drawn svg circle").count() == 2
         assert page.is_visible("#result figure.drawn img")
@@ -346,10 +361,12 @@ def test_every_kind_is_drawn_with_and_without_javascript(
     built = corpus["2.8", name]
     probe = built.export.parent / "probes" / "scene-wide-300x100.png"
     ARTIFACTS.mkdir(exist_ok=True)
-    with serve(tmp_path, MODEL_PATH=str(built.onnx)) as server:
+    store = str(tmp_path / "store")  # feedback on: a regression's answer takes it, no other
+    with serve(tmp_path, MODEL_PATH=str(built.onnx), FEEDBACK_DIR=store) as server:
         for script in (True, False):
             context, page = send_photo(browser, server.port, probe, script, (1280, 900))
             drawn(page, name)
+            assert page.locator("#result .feedback").count() == (name == "regression")
             if script:
                 assert violations(page) == []
                 # A regression's answer is drawn on the photo where the model explains it.
