@@ -240,13 +240,13 @@ def feedback_export(args: argparse.Namespace) -> None:
         sys.exit("error: FEEDBACK_DIR is not set: it names the feedback to export")
     if not (settings.feedback_dir / "index.db").is_file():
         sys.exit(f"error: {settings.feedback_dir} holds no feedback (no index.db)")
+    # Read only: not opened, which would sweep holds by this process's FEEDBACK_HOLD_*
+    # settings, perhaps not the running server's.
     store = FeedbackStore.from_settings(settings)
     try:
-        count = write_export(store.open(), args.out)
+        count = write_export(store, args.out)
     except (OSError, sqlite3.Error) as exc:
         sys.exit(f"error: {exc}")
-    finally:
-        store.close()
     print(f"{args.out}: {count} answers confirmed or corrected", file=sys.stderr)
 
 

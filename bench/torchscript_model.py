@@ -41,6 +41,10 @@ class TorchScriptModel:
         # What the served model's kind (app/kinds/) reads: its answers are made the same way.
         self.info = {"kind": "single-label", "labels": self.labels, "threshold": None}
         self.architecture = type(learn.model).__name__
+        # It explains nothing (the comparison is of plain answers): no graph branch, and no
+        # preprocessing frame for app/inference/explanation.py to draw through.
+        self.explains = False
+        self.preprocessor = None
         self._activation = getattr(learn.loss_func, "activation", lambda x: x.softmax(dim=-1))
         made = learn.dls.valid_ds.tls[0].types[-1]  # PILImage, or PILImageBW for greyscale
         self._image_type = (

@@ -17,6 +17,7 @@ import torch
 
 from app.inference.model import EXACT, FORMAT, METADATA_KEY, Model
 from app.kinds import kind_of
+from compiler.batch import RESIZING
 from compiler.decoding import check_fast_decode, reduced_decoding
 from compiler.explaining.graph import attach, detach
 from compiler.explaining.proof import check_explanation, int8_agreement, split_of
@@ -124,7 +125,11 @@ def compile_file(
         "decoding": EXACT,
         "explanation": None,
     }
-    split = split_of(learn, kind_of(described), network_input(learn, translation))
+    example = network_input(learn, translation)
+    sized = translation.preprocessing["size"] is not None or any(
+        op["op"] in RESIZING for op in translation.batch
+    )
+    split = split_of(learn, kind_of(described), example, sized)
     graph, split = _explaining(learn, translation, split)
     with tempfile.TemporaryDirectory() as tmp:
         unproven = Path(tmp) / "unproven.onnx"
@@ -143,7 +148,7 @@ def compile_file(
                 )
             except CompileError as exc:
                 split = str(exc)
-                graph = export_graph(learn, translation)
+                graph = detach(graph)[0]  # the proven graph, less the branch
         if isinstance(split, str):
             info["explanation"] = {"refused": split}
             say(f"explanations: none, since {split}")

@@ -26,7 +26,7 @@ def retrain(export: Path, learner: Path, out: Path) -> None:
     # The notebook's lines (docs/models.md):
     path = export.with_suffix("")
     zipfile.ZipFile(export).extractall(path)
-    df = pd.read_csv(path / "labels.csv")
+    df = pd.read_csv(path / "labels.csv", dtype={"label": str}, keep_default_na=False)
     dls = ImageDataLoaders.from_df(
         df, path, fn_col="fname", label_col="label", valid_col="is_valid",
         label_delim=" ", item_tfms=Resize(48), bs=16, num_workers=0,
@@ -45,7 +45,9 @@ def read_kinds(folder: Path) -> None:
     import pandas as pd
     from fastai.vision.all import ImageDataLoaders, RegressionBlock, Resize
 
-    single = pd.read_csv(folder / "single-label" / "labels.csv")
+    single = pd.read_csv(
+        folder / "single-label" / "labels.csv", dtype={"label": str}, keep_default_na=False
+    )
     classes = ImageDataLoaders.from_df(
         single, folder / "single-label", fn_col="fname", label_col="label", valid_col="is_valid",
         item_tfms=Resize(32), bs=4, num_workers=0,

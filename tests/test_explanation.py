@@ -181,3 +181,32 @@ def test_a_cell_is_drawn_where_the_preprocessing_took_it_from(pipeline: str) -> 
     expected_y = offset[1] + (row + 0.5) * side[1] / 7
     y, x = np.unravel_index(int(heat.argmax()), heat.shape)
     assert heat.max() >= 250 and abs(x + 0.5 - expected_x) <= 1 and abs(y + 0.5 - expected_y) <= 1
+
+
+def test_two_pools_of_one_map_and_a_map_that_grows_with_the_photo_are_refused() -> None:
+    """timm's `catavgmax` pools the map in two sibling modules: replacing one pool's output
+    would explain half the head (and the reference would agree, from the same split). A
+    learner that takes each photo at its own size has a map, and an explanation's rows,
+    that grow with the photo."""
+    import torch
+
+    from app.kinds import kind_of
+    from compiler.explaining.proof import split_of
+    from compiler.explaining.split import find_split
+
+    class CatAvgMax(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.avg, self.max = torch.nn.AdaptiveAvgPool2d(1), torch.nn.AdaptiveMaxPool2d(1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.avg(x), self.max(x)], 1).flatten(1)
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), CatAvgMax(), torch.nn.Linear(8, 2))
+    reason = find_split(network, torch.zeros(1, 3, 16, 16))
+    assert reason == "it pools its last feature map in two modules (1.max, 1.avg), not one"
+    single = kind_of({"kind": "single-label", "labels": ["a", "b"]})
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+    learner = type("Learner", (), {"model": network})()
+    reason = split_of(learner, single, torch.zeros(1, 3, 16, 16), sized=False)
+    assert reason == "it takes each photo at its own size, so its map grows with the photo"

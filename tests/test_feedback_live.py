@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from app.feedback.store import FeedbackStore
+from tests.helpers import ROOT, run_cli
 from tests.learners import colour_pictures
 from tests.live import multipart, request, serve
 
@@ -157,3 +159,22 @@ def test_a_killed_server_leaves_a_store_that_opens_and_exports(
     )
     assert run.returncode == 0, run.stderr
     assert by_photo(exported(out.read_bytes())) == expected(made, set(range(len(made))))
+
+
+def test_the_command_lines_export_only_reads(tmp_path: Path) -> None:
+    """`python -m app feedback export` beside a running server: its own (here shorter)
+    FEEDBACK_HOLD_MINUTES must not sweep the server's holds."""
+    from tests.test_feedback_store import CAT, files, photo
+
+    feedback = FeedbackStore(tmp_path, hold_s=3600, hold_bytes=10_000, max_bytes=10**7).open()
+    held = feedback.hold(photo(0), CAT)
+    feedback.record(feedback.hold(photo(1), CAT), ["tiger cat"])
+    feedback.close()
+    before = {name for name in files(tmp_path) if name.startswith(("held/", "images/"))}
+    time.sleep(0.1)  # older than the command line's FEEDBACK_HOLD_MINUTES below
+    run = run_cli(
+        "feedback", "export", str(tmp_path / "out.zip"),
+        FEEDBACK_DIR=str(tmp_path), FEEDBACK_HOLD_MINUTES="0.001",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert len(before) == 2 and before <= files(tmp_path) and held

@@ -50,6 +50,7 @@ def test_corrections_become_a_dataset_fastai_trains_the_next_model_on(
         verdicts = []
         for index, (names, data) in enumerate(made):
             prediction_id = answer(live.port, data)["prediction_id"]
+            names = [] if index == 7 else names  # "none of these": an empty label in the CSV
             if index % 2:  # as the page's form posts it: a field a label, and an empty one
                 fields = [("prediction_id", prediction_id), ("labels", "")]
                 body = urlencode(fields + [("labels", name) for name in names]).encode()

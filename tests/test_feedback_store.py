@@ -182,6 +182,22 @@ def test_labels_csv_is_what_from_df_reads_for_each_kind(tmp_path: Path) -> None:
     assert {row["is_valid"] for row in rows} <= {"True", "False"}
 
 
+def test_multi_label_labels_with_spaces_get_a_delimiter_none_has(tmp_path: Path) -> None:
+    """A space separates a multi-label record's labels, unless a label has one ("traffic
+    light"): then the first of ; | and a tab that none has, which README.txt names."""
+    feedback = store(tmp_path)
+    answered = Answered("multi-label", ["traffic light", "car"], None, "b" * 64)
+    feedback.record(feedback.hold(photo(0), answered), ["traffic light"])
+    feedback.record(feedback.hold(photo(1), answered), [])
+    out = tmp_path / "out.zip"
+    write_export(feedback, out)
+    with zipfile.ZipFile(out) as archive:
+        rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
+        readme = archive.read("README.txt").decode()
+    assert [row["label"] for row in rows] == ["traffic light", ""]
+    assert rows[0]["predicted"] == "traffic light;car" and "label_delim=';'" in readme
+
+
 def test_the_validation_split_is_a_stable_fifth_by_content() -> None:
     hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(5000)]
     share = sum(map(is_valid, hashes)) / len(hashes)

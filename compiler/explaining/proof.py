@@ -24,10 +24,13 @@ from compiler.pipeline import Translation
 NORMALISED = 0.5 / 255
 
 
-def split_of(learn: Learner, kind: Kind, example: torch.Tensor) -> Split | str:
-    """Where the network splits, or one line saying why its answers can't be explained."""
+def split_of(learn: Learner, kind: Kind, example: torch.Tensor, sized: bool) -> Split | str:
+    """Where the network splits, or one line saying why its answers can't be explained;
+    `sized`: whether the network takes every photo at one size."""
     if not kind.explains:
         return f"a {kind.name} model's answer is already a place in the photo"
+    if not sized:  # its map's cells, and the head's rows, would grow with the photo
+        return "it takes each photo at its own size, so its map grows with the photo"
     return find_split(learn.model, example)
 
 

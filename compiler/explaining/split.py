@@ -50,6 +50,7 @@ def find_split(network: nn.Module, example: torch.Tensor) -> Split | str:
     """The split of `network` on an input like `example` (a batch of one), or, when it
     has none, one line saying why (for the refusal)."""
     calls: dict[str, list[tuple[int, ...]]] = {}
+    maps: dict[str, int] = {}  # the storage each pool read its map from
     modules = dict(network.named_modules())
     handles = []
     for name, module in modules.items():
@@ -57,6 +58,7 @@ def find_split(network: nn.Module, example: torch.Tensor) -> Split | str:
 
             def record(mod: nn.Module, args: tuple, name: str = name) -> None:
                 calls.setdefault(name, []).append(tuple(args[0].shape))
+                maps[name] = args[0].data_ptr()
 
             handles.append(module.register_forward_pre_hook(record))
     try:
@@ -76,6 +78,9 @@ def find_split(network: nn.Module, example: torch.Tensor) -> Split | str:
     if not outer:
         return "it has no global pooling of a spatial feature map, where the map could be read"
     name, (_, channels, height, width) = outer[-1]
+    twins = [n for n, _ in outer if n != name and maps[n] == maps[name]]
+    if twins:  # timm's catavgmax, say: two pools of one map, neither the whole head's start
+        return f"it pools its last feature map in two modules ({name}, {twins[0]}), not one"
     return Split(modules[name], name, channels, height, width)
 
 
