@@ -23,7 +23,7 @@ def served(fastai_vision, request):
     import torch
 
     from compiler.batch import ResampleOwnSize
-    from compiler.export import _export
+    from compiler.export import INPUT, OUTPUT, _export
 
     # A tall output is one fastai's formula would shrink to from its own size: only the
     # photo's size may decide it.
@@ -35,7 +35,8 @@ def served(fastai_vision, request):
             return resample(images.permute(0, 3, 1, 2).float() / 255)
 
     example = torch.zeros(1, 48, 64, 3, dtype=torch.uint8)
-    session = ort.InferenceSession(_export(Graph(), (example,), dynamic=True, sized=False))
+    axes = {INPUT: {0: "batch", 1: "height", 2: "width"}}
+    session = ort.InferenceSession(_export(Graph(), (example,), axes, {OUTPUT: {0: "batch"}}))
     return session, resample.resample.grid
 
 
