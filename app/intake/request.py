@@ -33,8 +33,8 @@ def decode_base64(text: str) -> bytes:
         raise ApiError("invalid_base64", "The `image` field is not valid base64.") from None
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
+def _json_object(body: bytes) -> dict[str, Any]:
+    """A JSON body that must be an object: the predictions' and the feedback's."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -42,6 +42,10 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError("invalid_json", "The JSON body must be an object.")
     return data
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    return _json_object(await request.body())
 
 
 async def _form(request: Request, max_files: int, max_fields: int | None = None) -> FormData:
@@ -167,13 +171,7 @@ async def fields(request: Request) -> dict[str, object]:
     body = await small_body(request)
     kind = _content_type(request)
     if kind == "application/json":
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ApiError("invalid_json", "The request body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise ApiError("invalid_json", "The JSON body must be an object.")
-        return data
+        return _json_object(body)
     if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError("unsupported_content_type", "Send JSON, or a form's fields.")
 
