@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from app.inference.preprocess import Frame, Preprocessor
+from app.inference.preprocess import Frame, Preprocessor, scaled_down
 from app.kinds.base import Prediction
 
 METHOD = "recipro-cam"
@@ -62,8 +62,7 @@ def drawn(cell_map: np.ndarray, frame: Frame, size: tuple[int, int]) -> np.ndarr
     """The map [rows, columns] in 0..1 drawn at `size` (width, height) over the photo
     whose frame is `frame`: uint8 [height, width]."""
     rows, columns = cell_map.shape
-    centres = [(np.arange(n) + 0.5) * photo / n for n, photo in zip(size, frame.photo, strict=True)]
-    x, y = frame.to_model(centres[0], centres[1])
+    x, y = frame.pixel_centres(size)
     across = _weights(x * columns / frame.size[0], columns)
     down = _weights(y * rows / frame.size[1], rows)
     values = down @ cell_map @ across.T
@@ -129,19 +128,13 @@ class Explainer:
         self.preprocessor = preprocessor
         self.max_pixels = max_pixels
 
-    def size(self, photo: tuple[int, int]) -> tuple[int, int]:
-        """The heatmap's size for a photo: the photo's, scaled down to max_pixels."""
-        width, height = photo
-        fit = min(1.0, (self.max_pixels / (width * height)) ** 0.5)
-        return max(1, round(width * fit)), max(1, round(height * fit))
-
     def heatmap(self, prediction: Prediction, index: int) -> np.ndarray:
         """The map of output `index` over the photo, uint8 [height, width]."""
         assert prediction.cells is not None, "predicted without explain"
         cell_map = normalised(prediction.cells[..., index])
         # The frame of the decoded photo; the heatmap's pixels are the upright photo's.
         frame = self.preprocessor.frame(prediction.decoded)
-        return drawn(cell_map, frame, self.size(prediction.size))
+        return drawn(cell_map, frame, scaled_down(prediction.size, self.max_pixels))
 
     def explain(self, prediction: Prediction, index: int, target: str) -> dict[str, Any]:
         """The answer's `explanation`."""

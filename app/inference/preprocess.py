@@ -183,6 +183,20 @@ class Frame:
     def to_model(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (x - self.offset[0]) / self.scale[0], (y - self.offset[1]) / self.scale[1]
 
+    def pixel_centres(self, size: Size) -> tuple[np.ndarray, np.ndarray]:
+        """Where the centre of each column and each row of an image of `size` laid over
+        the photo (a mask, a heatmap) falls in the model's input."""
+        x, y = ((np.arange(n) + 0.5) * photo / n for n, photo in zip(size, self.photo, strict=True))
+        return self.to_model(x, y)
+
+
+def scaled_down(size: Size, max_pixels: float) -> Size:
+    """`size`, scaled down (keeping its aspect ratio) to at most `max_pixels` pixels: the
+    size of an image drawn over a photo within a memory bound (a mask, a heatmap)."""
+    width, height = size
+    fit = min(1.0, (max_pixels / (width * height)) ** 0.5)
+    return max(1, round(width * fit)), max(1, round(height * fit))
+
 
 class Preprocessor:
     """A decoded image to the uint8 HWC array the compiled graph takes."""

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from app.inference.preprocess import Preprocessor
+from app.inference.preprocess import Preprocessor, scaled_down
 from app.intake.flags import boolean
 from app.kinds.base import Kind, Prediction, Tensor
 from app.kinds.keypoints import SIZE
@@ -119,16 +119,9 @@ class Segmentation(Kind):
     def mask(self, prediction: Prediction) -> np.ndarray:
         """The class ids at the photo's size (or scaled down to MAX_MASK_MEGAPIXELS)."""
         ids = self.decide(prediction.output).astype(np.uint8)  # a byte a pixel from here on
-        width, height = prediction.size
-        fit = min(1.0, (self.defaults["max_mask_pixels"] / (width * height)) ** 0.5)
-        out = (max(1, round(width * fit)), max(1, round(height * fit)))
-        frame = self.preprocessor.frame(prediction.decoded)
-        # The centre of each mask pixel, in the decoded photo, then in the model's input.
-        centres = [
-            (np.arange(n) + 0.5) * decoded / n
-            for n, decoded in zip(out, prediction.decoded, strict=True)
-        ]
-        x, y = frame.to_model(centres[0], centres[1])
+        out = scaled_down(prediction.size, self.defaults["max_mask_pixels"])
+        # The centre of each mask pixel, in the model's input.
+        x, y = self.preprocessor.frame(prediction.decoded).pixel_centres(out)
         columns = np.clip(np.floor(x).astype(int), 0, ids.shape[1] - 1)
         rows = np.clip(np.floor(y).astype(int), 0, ids.shape[0] - 1)
         return ids[np.ix_(rows, columns)]
