@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -145,14 +146,22 @@ def in_child(
 ) -> Ceiling:
     """measure() in a fresh process, on the photos saved as `folder`/<name>.jpg, with the
     allocator as the server sets it ("tuned") or at glibc's defaults ("glibc")."""
+    args = [str(path), str(folder), load_photo, str(seconds), str(threads)]
+    args += ["--allocator", allocator]
+    if setting is not None:
+        args += ["--setting", ",".join(map(str, setting))]
+    ceiling: Ceiling = child_result("bench.ceiling", args, folder / "ceiling.pickle")
+    return ceiling
+
+
+def child_result(module: str, args: list[str], out: Path) -> Any:
+    """What `python -m module ARGS --out OUT` pickled to `out`, run in a fresh process from
+    the app's default settings, the allocator's variables left for it to set (as
+    app/ops/memory.py does in the server)."""
     env = clean_env()
     for variable, _ in SETTINGS.values():
         env.pop(variable, None)
-    out = folder / "ceiling.pickle"
-    command = [sys.executable, "-m", "bench.ceiling", str(path), str(folder), load_photo]
-    command += [str(seconds), str(threads), "--allocator", allocator, "--out", str(out)]
-    if setting is not None:
-        command += ["--setting", ",".join(map(str, setting))]
+    command = [sys.executable, "-m", module, *args, "--out", str(out)]
     subprocess.run(command, cwd=ROOT, env=env, check=True)
     return pickle.loads(out.read_bytes())
 

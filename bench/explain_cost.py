@@ -14,8 +14,6 @@ MAX_MASK_MEGAPIXELS on the same photo (the limit masks keep, docs/models.md).
 import argparse
 import pickle
 import statistics
-import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -28,10 +26,9 @@ import numpy as np
 from app.inference.explanation import Explainer
 from app.inference.model import Model
 from app.kinds import Prediction, kind_of
-from app.ops.memory import SETTINGS, tune_malloc
+from app.ops.memory import tune_malloc
 from app.settings import load_settings
-from bench.ceiling import median_ms
-from bench.servers import ROOT, clean_env
+from bench.ceiling import child_result, median_ms
 
 MASK_CLASSES = 3  # as bench/kinds.py's segmentation model
 
@@ -182,14 +179,9 @@ def measure(path: Path, photos: dict[str, bytes], threads: int, repeat: int) -> 
 def in_child(path: Path, folder: Path, threads: int, repeat: int) -> Explained:
     """measure() in a fresh process, on the photos saved as `folder`/<name>.jpg, with the
     allocator as the server sets it."""
-    env = clean_env()
-    for variable, _ in SETTINGS.values():
-        env.pop(variable, None)
-    out = folder / "explain-cost.pickle"
-    command = [sys.executable, "-m", "bench.explain_cost", str(path), str(folder)]
-    command += [str(threads), str(repeat), "--out", str(out)]
-    subprocess.run(command, cwd=ROOT, env=env, check=True)
-    return pickle.loads(out.read_bytes())
+    args = [str(path), str(folder), str(threads), str(repeat)]
+    explained: Explained = child_result("bench.explain_cost", args, folder / "explain-cost.pickle")
+    return explained
 
 
 def main() -> None:
