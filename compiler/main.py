@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import fastai
+import numpy as np
 import onnx
 import torch
 
@@ -134,7 +135,9 @@ def compile_file(
     with tempfile.TemporaryDirectory() as tmp:
         unproven = Path(tmp) / "unproven.onnx"
         unproven.write_bytes(_with_info(graph, info))
-        info["parity"] = check_parity(learn, translation, Model.load(unproven))
+        candidate = Model.load(unproven)
+        served_cells: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        info["parity"] = check_parity(learn, translation, candidate, served_cells)
         parity = info["parity"]
         say(
             f"parity with learn.predict: {parity['images']} images, largest difference "
@@ -144,7 +147,7 @@ def compile_file(
         if isinstance(split, Split):
             try:
                 info["explanation"] = check_explanation(
-                    learn, translation, Model.load(unproven), split
+                    learn, translation, candidate, split, served_cells
                 )
             except CompileError as exc:
                 split = str(exc)

@@ -131,8 +131,15 @@ def _reference(
     return probs, kind.from_fastai(decoded.cpu().numpy(), probs)
 
 
-def check_parity(learn: Learner, translation: Translation, model: Model) -> dict:
-    """The parity figures for the compiled `model`; CompileError when they miss."""
+def check_parity(
+    learn: Learner,
+    translation: Translation,
+    model: Model,
+    cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict:
+    """The parity figures for the compiled `model`; CompileError when they miss. With
+    `cells`, for a model that explains, each probe's output and cell scores are kept in it
+    by name (the explanation's proof reads them: one decode and one run a probe)."""
     results = []
     kind = kind_of(model.info)
     for probe in parity_files():
@@ -144,8 +151,13 @@ def check_parity(learn: Learner, translation: Translation, model: Model) -> dict
                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}): the learner can't "
                 "answer every photo people send; a Resize in its item transforms would"
             ) from None
-        image = model.decode(probe.file.read_bytes(), ANY_SIZE)
-        served = model.infer([model.preprocess(image)])[0]
+        inputs = [model.preprocess(model.decode(probe.file.read_bytes(), ANY_SIZE))]
+        if cells is not None and model.explains:
+            outputs, scores = model.explain(inputs)  # the same output as infer's
+            cells[probe.name] = (outputs[0], scores[0])
+        else:
+            outputs = model.infer(inputs)
+        served = outputs[0]
         diff = float(np.abs(served - expected).max())
         same = kind.agrees(kind.decide(served), decoded)
         results.append((probe.name, diff, same))

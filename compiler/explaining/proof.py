@@ -34,24 +34,35 @@ def split_of(learn: Learner, kind: Kind, example: torch.Tensor, sized: bool) -> 
     return find_split(learn.model, example)
 
 
-def served_map(model: Model, data: bytes, index: int | None = None) -> tuple[int, np.ndarray]:
+def _scores(
+    model: Model, output: np.ndarray, cells: np.ndarray, index: int | None = None
+) -> tuple[int, np.ndarray]:
     """The target (the kind's default for this image, unless `index`) and its scores
-    [rows, columns] as the server computes them from the compiled graph."""
-    kind = kind_of(model.info)
+    [rows, columns], from one image's output and cells as the compiled graph gives them."""
+    target = kind_of(model.info).explain_target(output, {})[0] if index is None else index
+    return target, cells[..., target]
+
+
+def served_map(model: Model, data: bytes, index: int | None = None) -> tuple[int, np.ndarray]:
+    """`_scores` for an image file, decoded and run as the server does."""
     output, cells = model.explain([model.preprocess(model.decode(data, ANY_SIZE))])
-    target = kind.explain_target(output[0], {})[0] if index is None else index
-    return target, cells[0][..., target]
+    return _scores(model, output[0], cells[0], index)
 
 
 def check_explanation(
-    learn: Learner, translation: Translation, model: Model, split: Split
+    learn: Learner,
+    translation: Translation,
+    model: Model,
+    split: Split,
+    served_cells: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> dict[str, object]:
-    """The explanation's record for the compiled `model`; CompileError when its maps
-    don't match torch's Recipro-CAM on the learner."""
+    """The explanation's record for the compiled `model`, whose output and cell scores on
+    each parity file check_parity kept in `served_cells`; CompileError when its maps don't
+    match torch's Recipro-CAM on the learner."""
     activation = getattr(learn.loss_func, "activation", None) or (lambda x: x.softmax(-1))
     raw, normal, worst = 0.0, 0.0, ""
     for probe in parity_files():
-        target, served = served_map(model, probe.file.read_bytes())
+        target, served = _scores(model, *served_cells[probe.name])
         image = translation.image_type.create(probe.reference)
         batch = learn.dls.test_dl([image], num_workers=0).one_batch()[0]
         expected = recipro_cam_scores(learn.model, split, batch, target, activation)
